@@ -1,0 +1,544 @@
+"""The LightningModules: a shared base that owns env → collector → batch → update, and the
+algorithms (``Reinforce``, ``A2C``, ``PPO``) that define only their losses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
+
+from pg_lightning import losses
+from pg_lightning.data import Batch, Collector, EpisodeDataset, RolloutDataset
+from pg_lightning.envs import Vectorization, env_spec, probe_spaces
+from pg_lightning.policies import ACTIVATIONS, CRITICS, ActorCritic, RunningMeanStd
+from pg_lightning.returns import discounted_returns, gae, normalize, running_returns
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+class PolicyGradient(L.LightningModule):
+    """Base for the policy-gradient family; not used directly.
+
+    One training epoch is one batch is one policy update. Training runs until ``max_env_steps``
+    environment steps (summed over processes) or the Trainer's own limits; give the Trainer
+    ``max_epochs=-1`` to let the env-step budget decide.
+
+    Args:
+        env_id: a registered gymnasium id, e.g. ``"CartPole-v1"``.
+        env_kwargs: keyword arguments for ``gymnasium.make`` / ``make_vec``.
+        num_envs: parallel envs per process.
+        vectorization: ``auto`` (the env's own vectorised version if any, else sync), ``sync`` or ``async``.
+        hidden_sizes: widths of the hidden layers.
+        activation: one of ``relu``, ``tanh``, ``elu``, ``gelu``, ``silu``.
+        critic: ``none``, ``separate`` (own MLP) or ``shared`` (value output on the actor's trunk).
+        lr: Adam learning rate.
+        gamma: discount factor in [0, 1].
+        entropy_coef: weight of the entropy bonus.
+        value_coef: weight of the value loss.
+        max_grad_norm: clip the global gradient norm to this; ``None`` disables clipping.
+        normalize_observations: running mean/std normalisation of observations (saved, exported).
+        normalize_rewards: scale rewards by the running std of the discounted return.
+        anneal_lr: decay the learning rate linearly to 0 over ``max_env_steps``.
+        log_std_init: initial log standard deviation of Gaussian (Box) policies.
+        seed: seeds the network, every env (``seed + rank * num_envs + i``) and action sampling.
+        max_env_steps: env-step budget over all processes; ``None`` for no budget.
+    """
+
+    def __init__(
+        self,
+        env_id: str = "CartPole-v1",
+        env_kwargs: dict[str, Any] | None = None,
+        num_envs: int = 1,
+        vectorization: Vectorization = "auto",
+        hidden_sizes: Sequence[int] = (128,),
+        activation: str = "relu",
+        critic: Literal["none", "separate", "shared"] = "none",
+        lr: float = 1e-2,
+        gamma: float = 0.99,
+        entropy_coef: float = 0.0,
+        value_coef: float = 0.5,
+        max_grad_norm: float | None = None,
+        normalize_observations: bool = False,
+        normalize_rewards: bool = False,
+        anneal_lr: bool = False,
+        log_std_init: float = 0.0,
+        seed: int = 0,
+        max_env_steps: int | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        hp = self.hparams
+        _require(isinstance(env_id, str) and bool(env_id), f"env_id must be a gymnasium id, got {env_id!r}")
+        _require(num_envs >= 1, f"num_envs must be >= 1, got {num_envs}")
+        _require(
+            len(hidden_sizes) > 0 and all(int(h) > 0 for h in hidden_sizes),
+            f"hidden_sizes must be positive integers, got {list(hidden_sizes)}",
+        )
+        _require(activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        _require(critic in CRITICS, f"critic must be one of {CRITICS}, got {critic!r}")
+        _require(lr > 0, f"lr must be > 0, got {lr}")
+        _require(0.0 <= gamma <= 1.0, f"gamma must be in [0, 1], got {gamma}")
+        _require(entropy_coef >= 0, f"entropy_coef must be >= 0, got {entropy_coef}")
+        _require(value_coef >= 0, f"value_coef must be >= 0, got {value_coef}")
+        _require(max_grad_norm is None or max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
+        _require(max_env_steps is None or max_env_steps > 0, f"max_env_steps must be > 0 or None, got {max_env_steps}")
+        _require(not anneal_lr or max_env_steps is not None, "anneal_lr needs max_env_steps (the schedule's length)")
+        _require(vectorization in ("auto", "vector_entry_point", "sync", "async"),
+                 f"vectorization must be auto, vector_entry_point, sync or async, got {vectorization!r}")
+        self.env_spec = env_spec(env_id)
+        self.observation_space, self.action_space = probe_spaces(env_id, env_kwargs or {})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = ActorCritic(
+                self.observation_space, self.action_space, [int(h) for h in hidden_sizes],
+                activation, critic, normalize_observations, log_std_init,
+            )
+        self.reward_scaler = RunningMeanStd() if normalize_rewards else None
+        # the running discounted return per batch column, carried between batches
+        self.register_buffer("reward_running_return", torch.zeros(self.batch_columns))
+        self.episode_return = MeanMetric()
+        self.episode_length = MeanMetric()
+        self.env_steps = 0  # summed over processes
+        self.episodes = 0
+        self.collector: Collector | None = None
+        self._collector_state: dict[str, Any] | None = None
+        self._clock = 0.0
+
+    # ---- data -------------------------------------------------------------------------------
+    @property
+    def batch_columns(self) -> int:
+        """N of the ``[T, N]`` batches: one per env for rollouts."""
+        return self.hparams.num_envs
+    def make_collector(self) -> Collector:
+        """This process's collector: env seeds ``seed + rank * num_envs + i``."""
+        hp = self.hparams
+        rank = self.global_rank if self._trainer is not None else 0
+        collector = Collector(
+            hp.env_id, hp.num_envs, hp.env_kwargs, hp.vectorization,
+            seed=hp.seed + rank * hp.num_envs,
+        )
+        if self._collector_state is not None:
+            collector.load_state_dict(self._collector_state)
+            self._collector_state = None
+        return collector
+
+    def make_dataset(self, collector: Collector) -> EpisodeDataset | RolloutDataset:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        if self.collector is None:
+            self.collector = self.make_collector()
+        return DataLoader(self.make_dataset(self.collector), batch_size=None)
+
+    def teardown(self, stage: str) -> None:
+        if self.collector is not None and stage == "fit":
+            self.collector.close()
+            self.collector = None
+
+    # ---- optimisation -----------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the env-step budget used (0 without a budget)."""
+        budget = self.hparams.max_env_steps
+        return min(self.env_steps / budget, 1.0) if budget else 0.0
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        if self.hparams.anneal_lr:
+            for optimizer in self.trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = self.hparams.lr * (1.0 - self.progress)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.hparams.max_grad_norm is not None and self.automatic_optimization:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.max_grad_norm)
+
+    def scaled_rewards(self, batch: Batch) -> Tensor:
+        """Rewards divided by the running std of discounted returns, if ``normalize_rewards``."""
+        if self.reward_scaler is None:
+            return batch.rewards
+        return self.reward_scaler.scale(batch.rewards)
+
+    def _update_statistics(self, batch: Batch) -> None:
+        """Fold this batch into the normalisation statistics (after the update that used them)."""
+        mask = batch.mask
+        if self.policy.obs_rms is not None:
+            self._merge_moments(self.policy.obs_rms, batch.observations[mask].flatten(1))
+        if self.reward_scaler is not None:
+            sums = running_returns(
+                batch.rewards.cpu(), batch.terminated.cpu(), batch.truncated.cpu(),
+                self.hparams.gamma, self.reward_running_return.cpu(),
+            )
+            done = (batch.terminated | batch.truncated)[-1].to(sums.dtype).cpu()
+            self.reward_running_return.copy_(sums[-1] * (1 - done))
+            self._merge_moments(self.reward_scaler, sums.to(self.device)[mask].unsqueeze(-1))
+
+    def _merge_moments(self, rms, x: Tensor) -> None:
+        """Update ``rms`` with ``x`` ([n, d]) pooled over all processes so every rank agrees."""
+        x = x.double()
+        moments = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0), x.pow(2).sum(0)])
+        moments = self.trainer.strategy.reduce(moments, reduce_op="sum") if self._trainer else moments
+        count, d = moments[0], x.shape[1]
+        if count < 1:
+            return
+        mean = moments[1 : 1 + d] / count
+        var = (moments[1 + d :] / count - mean.pow(2)).clamp_min(0)
+        shape = rms.mean.shape
+        rms.update(mean.view(shape).float(), var.view(shape).float(), float(count))
+
+    # ---- metrics ----------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        self._clock = time.perf_counter()
+
+    def log_metrics(self, batch: Batch, metrics: dict[str, Tensor]) -> None:
+        """Log the update's ``metrics`` (``train/<name>``) and the episode statistics of ``batch``."""
+        reduce = self.trainer.strategy.reduce if self._trainer else (lambda t, reduce_op: t)
+        counts = reduce(
+            torch.tensor([batch.num_steps, len(batch.episode_returns)], dtype=torch.float64,
+                         device=self.device),
+            reduce_op="sum",
+        ).tolist()
+        self.env_steps += int(counts[0])
+        self.episodes += int(counts[1])
+        now = time.perf_counter()
+        logged = {f"train/{k}": v.detach() for k, v in metrics.items()}
+        logged["train/env_steps"] = float(self.env_steps)
+        logged["train/episodes"] = float(self.episodes)
+        logged["train/steps_per_second"] = counts[0] / max(now - self._clock, 1e-9)
+        self._clock = now
+        logged["train/learning_rate"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+        self.episode_return.update(batch.episode_returns)
+        self.episode_length.update(batch.episode_lengths)
+        episode_return = self.episode_return.compute()  # mean over all processes' episodes
+        episode_length = self.episode_length.compute()
+        self.episode_return.reset()
+        self.episode_length.reset()
+        if torch.isfinite(episode_return):  # some episode ended in this batch (on some process)
+            self.log("train/episode_return", episode_return, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+            self.log("train/episode_length", episode_length, on_step=True, on_epoch=False, batch_size=1)
+        window = self.collector.recent_returns if self.collector is not None else ()
+        if window:
+            self.log("train/return_last100", float(np.mean(window)), prog_bar=True, on_step=True,
+                     on_epoch=False, batch_size=1, sync_dist=True)
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        self._update_statistics(batch)
+        budget = self.hparams.max_env_steps
+        if budget is not None and self.env_steps >= budget:
+            self.trainer.should_stop = True
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pg_lightning"] = {
+            "algorithm": type(self).__name__,
+            "env_id": self.hparams.env_id,
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "collector": self.collector.state_dict() if self.collector is not None else self._collector_state,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("pg_lightning")
+        if state is None:
+            raise ValueError("not a pg_lightning checkpoint (no 'pg_lightning' entry)")
+        mine = (type(self).__name__, self.hparams.env_id)
+        theirs = (state["algorithm"], state["env_id"])
+        if mine != theirs:
+            raise ValueError(
+                f"checkpoint is for {theirs[0]} on {theirs[1]}, this module is {mine[0]} on {mine[1]}"
+            )
+        self.env_steps, self.episodes = state["env_steps"], state["episodes"]
+        self._collector_state = state["collector"]
+        if self.collector is not None and self._collector_state is not None:
+            self.collector.load_state_dict(self._collector_state)
+            self._collector_state = None
+
+    # ---- the update -------------------------------------------------------------------------
+    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """Named loss terms and diagnostics for ``batch``; ``loss`` is the one to minimise."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        terms = self.compute_losses(batch)
+        self.log_metrics(batch, terms)
+        return terms["loss"]
+
+    def entropy_term(self, entropy: Tensor) -> Tensor:
+        return -self.hparams.entropy_coef * entropy
+
+
+class Reinforce(PolicyGradient):
+    """REINFORCE (Williams 1992) on batches of whole episodes.
+
+    Defaults are the seed recipe: CartPole-v1, 4-128-2 ReLU MLP, Adam 1e-2, γ 0.99, one episode
+    per update, returns normalised over the batch, loss ``Σ_t -log π(a_t|s_t) G_t``.
+
+    Args:
+        episodes_per_batch: whole episodes per update.
+        normalize_returns: ``(w - mean) / (std + 1e-9)`` on the policy weights (returns or advantages).
+        reduction: ``sum`` (the seed) or ``mean`` over the batch's steps.
+        baseline: ``none``; ``mean`` (subtract the batch mean return); ``value`` (a learned V(s),
+            trained by MSE on the returns; the policy uses ``G - V(s)``). ``value`` builds a critic
+            (``critic="separate"`` unless ``critic`` says ``shared``).
+        **kwargs: the shared arguments of :class:`PolicyGradient`.
+    """
+
+    def __init__(
+        self,
+        env_id: str = "CartPole-v1",
+        episodes_per_batch: int = 1,
+        normalize_returns: bool = True,
+        reduction: Literal["sum", "mean"] = "sum",
+        baseline: Literal["none", "mean", "value"] = "none",
+        **kwargs: Any,
+    ):
+        _require(episodes_per_batch >= 1, f"episodes_per_batch must be >= 1, got {episodes_per_batch}")
+        _require(reduction in ("sum", "mean"), f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        _require(baseline in ("none", "mean", "value"), f"baseline must be none, mean or value, got {baseline!r}")
+        if baseline == "value" and kwargs.get("critic", "none") == "none":
+            kwargs["critic"] = "separate"
+        _require(baseline == "value" or kwargs.get("critic", "none") == "none",
+                 "a critic is only used with baseline='value'")
+        super().__init__(env_id, **kwargs)
+
+    @property
+    def batch_columns(self) -> int:
+        return 1  # episodes laid end to end
+
+    def make_dataset(self, collector: Collector) -> EpisodeDataset:
+        return EpisodeDataset(collector, self.policy, self.hparams.episodes_per_batch)
+
+    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """Loss terms for one batch of whole episodes; ``loss`` is their weighted sum.
+
+        Returns are Monte-Carlo, as in the seed: an episode cut by a time limit ends there.
+        """
+        hp = self.hparams
+        returns = discounted_returns(
+            self.scaled_rewards(batch), batch.terminated, batch.truncated, hp.gamma
+        ).flatten()
+        log_probs, entropy, values = self.policy.evaluate(
+            batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+        )
+        weights = returns
+        if hp.baseline == "mean":
+            weights = returns - returns.mean()
+        elif hp.baseline == "value":
+            weights = returns - values.detach()
+        if hp.normalize_returns:
+            weights = normalize(weights, eps=1e-9)
+        reduce = torch.sum if hp.reduction == "sum" else torch.mean
+        terms = {
+            "policy_loss": losses.reinforce_loss(log_probs, weights, hp.reduction),
+            "entropy": entropy.mean(),
+        }
+        loss = terms["policy_loss"] + self.entropy_term(reduce(entropy))
+        if values is not None:
+            terms["value_loss"] = losses.value_loss(values, returns)
+            loss = loss + hp.value_coef * terms["value_loss"]
+        terms["loss"] = loss
+        return terms
+
+
+class ActorCriticBase(PolicyGradient):
+    """Shared rollout handling of A2C and PPO: ``n_steps × num_envs`` batches and GAE(λ)."""
+
+    def __init__(
+        self,
+        env_id: str = "CartPole-v1",
+        n_steps: int = 5,
+        gae_lambda: float = 1.0,
+        normalize_advantages: bool = False,
+        **kwargs: Any,
+    ):
+        _require(n_steps >= 1, f"n_steps must be >= 1, got {n_steps}")
+        _require(0.0 <= gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {gae_lambda}")
+        kwargs.setdefault("critic", "separate")
+        _require(kwargs["critic"] != "none", "actor-critic methods need critic='separate' or 'shared'")
+        super().__init__(env_id, **kwargs)
+
+    def make_dataset(self, collector: Collector) -> RolloutDataset:
+        return RolloutDataset(collector, self.policy, self.hparams.n_steps)
+
+    def advantages(self, batch: Batch, values: Tensor) -> tuple[Tensor, Tensor]:
+        """GAE advantages and value targets ``[T, N]``; bootstraps truncated episodes and the tail."""
+        with torch.no_grad():
+            next_values = self.policy.value(batch.next_observations.flatten(0, 1))
+        next_values = next_values.view_as(batch.rewards)
+        advantages = gae(
+            self.scaled_rewards(batch), values.detach(), next_values, batch.terminated,
+            batch.truncated, self.hparams.gamma, self.hparams.gae_lambda,
+        )  # the recursion ends at the rollout's tail, where δ bootstraps from V(s_T)
+        return advantages, advantages + values.detach()
+
+
+class A2C(ActorCriticBase):
+    """Advantage actor-critic (synchronous A3C): one gradient step per rollout.
+
+    Args:
+        n_steps: steps per env per rollout.
+        gae_lambda: GAE λ; 1.0 gives n-step returns.
+        normalize_advantages: normalise advantages over the rollout.
+        **kwargs: the shared arguments of :class:`PolicyGradient` (defaults here: 8 envs, a
+            separate critic, lr 7e-4, gradient norm clipped at 0.5).
+    """
+
+    def __init__(self, env_id: str = "CartPole-v1", **kwargs: Any):
+        kwargs.setdefault("num_envs", 8)
+        kwargs.setdefault("lr", 7e-4)
+        kwargs.setdefault("max_grad_norm", 0.5)
+        super().__init__(env_id, **kwargs)
+
+    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
+        hp = self.hparams
+        log_probs, entropy, values = self.policy.evaluate(
+            batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+        )
+        values = values.view_as(batch.rewards)
+        advantages, returns = self.advantages(batch, values)
+        mask = batch.mask.flatten()
+        adv = advantages.flatten()[mask]
+        if hp.normalize_advantages:
+            adv = normalize(adv)
+        terms = {
+            "policy_loss": -(log_probs[mask] * adv).mean(),
+            "value_loss": losses.value_loss(values.flatten()[mask], returns.flatten()[mask]),
+            "entropy": entropy[mask].mean(),
+            "explained_variance": losses.explained_variance(
+                values.detach().flatten()[mask], returns.flatten()[mask]
+            ),
+        }
+        terms["loss"] = (
+            terms["policy_loss"] + hp.value_coef * terms["value_loss"] + self.entropy_term(terms["entropy"])
+        )
+        return terms
+
+
+class PPO(ActorCriticBase):
+    """Proximal policy optimisation with the clipped surrogate (Schulman et al. 2017).
+
+    Each rollout is reused for ``update_epochs`` passes in shuffled minibatches, with Lightning's
+    manual optimisation. Defaults follow CleanRL's discrete-action PPO.
+
+    Args:
+        n_steps: steps per env per rollout.
+        gae_lambda: GAE λ.
+        normalize_advantages: normalise advantages per minibatch (a minibatch of one gives 0).
+        update_epochs: passes over each rollout.
+        minibatch_size: transitions per gradient step; ``None`` uses the whole rollout.
+        clip_range: ε of the clipped surrogate.
+        clip_range_vf: clip value updates to ±this around the old values; ``None`` disables it.
+        target_kl: stop the passes early once the approximate KL of a pass exceeds this.
+        anneal_clip_range: decay ``clip_range`` linearly to 0 over ``max_env_steps``.
+        **kwargs: the shared arguments of :class:`PolicyGradient` (defaults here: 4 envs,
+            64-64 MLP, a separate critic, lr 2.5e-4, gradient norm clipped at 0.5, value_coef 0.5).
+    """
+
+    def __init__(
+        self,
+        env_id: str = "CartPole-v1",
+        n_steps: int = 128,
+        gae_lambda: float = 0.95,
+        normalize_advantages: bool = True,
+        update_epochs: int = 4,
+        minibatch_size: int | None = 128,
+        clip_range: float = 0.2,
+        clip_range_vf: float | None = None,
+        target_kl: float | None = None,
+        anneal_clip_range: bool = False,
+        **kwargs: Any,
+    ):
+        _require(update_epochs >= 1, f"update_epochs must be >= 1, got {update_epochs}")
+        _require(minibatch_size is None or minibatch_size >= 1, f"minibatch_size must be >= 1 or None, got {minibatch_size}")
+        _require(clip_range > 0, f"clip_range must be > 0, got {clip_range}")
+        _require(clip_range_vf is None or clip_range_vf > 0, f"clip_range_vf must be > 0 or None, got {clip_range_vf}")
+        _require(target_kl is None or target_kl > 0, f"target_kl must be > 0 or None, got {target_kl}")
+        _require(not anneal_clip_range or kwargs.get("max_env_steps") is not None,
+                 "anneal_clip_range needs max_env_steps (the schedule's length)")
+        kwargs.setdefault("num_envs", 4)
+        kwargs.setdefault("hidden_sizes", (64, 64))
+        kwargs.setdefault("lr", 2.5e-4)
+        kwargs.setdefault("max_grad_norm", 0.5)
+        super().__init__(
+            env_id, n_steps=n_steps, gae_lambda=gae_lambda,
+            normalize_advantages=normalize_advantages, **kwargs,
+        )
+        self.automatic_optimization = False
+        self.shuffle = torch.Generator().manual_seed(self.hparams.seed)
+
+    def minibatch_losses(
+        self, obs: Tensor, actions: Tensor, old_log_probs: Tensor, old_values: Tensor,
+        advantages: Tensor, returns: Tensor, clip_range: float,
+    ) -> dict[str, Tensor]:
+        """PPO's loss terms on one minibatch of flat transitions."""
+        hp = self.hparams
+        log_probs, entropy, values = self.policy.evaluate(obs, actions)
+        if hp.normalize_advantages:
+            advantages = normalize(advantages)
+        policy_loss, approx_kl, clip_fraction = losses.ppo_clip_loss(
+            log_probs, old_log_probs, advantages, clip_range
+        )
+        terms = {
+            "policy_loss": policy_loss,
+            "value_loss": losses.value_loss(values, returns, old_values, hp.clip_range_vf),
+            "entropy": entropy.mean(),
+            "approx_kl": approx_kl,
+            "clip_fraction": clip_fraction,
+        }
+        terms["loss"] = (
+            policy_loss + hp.value_coef * terms["value_loss"] + self.entropy_term(terms["entropy"])
+        )
+        return terms
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        hp = self.hparams
+        optimizer = self.optimizers()
+        obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+        with torch.no_grad():
+            old_log_probs, _, old_values = self.policy.evaluate(obs, actions)
+        advantages, returns = self.advantages(batch, old_values.view_as(batch.rewards))
+        mask = batch.mask.flatten()
+        data = [obs[mask], actions[mask], old_log_probs[mask], old_values[mask],
+                advantages.flatten()[mask], returns.flatten()[mask]]
+        size = data[0].shape[0]
+        minibatch = min(hp.minibatch_size or size, size)
+        clip_range = hp.clip_range * (1.0 - self.progress) if hp.anneal_clip_range else hp.clip_range
+        history: list[dict[str, Tensor]] = []
+        for _ in range(hp.update_epochs):
+            order = torch.randperm(size, generator=self.shuffle).to(self.device)
+            for start in range(0, size, minibatch):
+                index = order[start : start + minibatch]
+                terms = self.minibatch_losses(*(d[index] for d in data), clip_range=clip_range)
+                optimizer.zero_grad()
+                self.manual_backward(terms["loss"])
+                if hp.max_grad_norm is not None:
+                    self.clip_gradients(optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
+                optimizer.step()
+                history.append(terms)
+            if hp.target_kl is not None and history[-1]["approx_kl"] > hp.target_kl:
+                break
+        metrics = {k: torch.stack([h[k].detach() for h in history]).mean() for k in history[0]}
+        metrics["explained_variance"] = losses.explained_variance(data[3], data[5])
+        metrics["updates"] = torch.tensor(float(len(history)))
+        self.log_metrics(batch, metrics)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["pg_lightning"]["shuffle_rng"] = self.shuffle.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.shuffle.set_state(checkpoint["pg_lightning"]["shuffle_rng"])

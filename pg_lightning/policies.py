@@ -1,0 +1,236 @@
+"""Policy networks and their action distributions, chosen by the action space.
+
+The distributions are written as a few tensor formulas instead of ``torch.distributions`` objects:
+collection calls them once per env step, where constructing a distribution and validating its
+arguments costs more than the network itself. The tests check them against ``torch.distributions``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+CRITICS = ("none", "separate", "shared")
+
+
+def mlp(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> nn.Sequential:
+    """Linear → activation layers; the output layer is added by the caller."""
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [nn.Linear(in_dim, size), ACTIVATIONS[activation]()]
+        in_dim = size
+    return nn.Sequential(*layers)
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance (Chan's parallel update), kept as buffers.
+
+    Buffers travel with ``state_dict``: checkpoints and exported policies carry the statistics.
+    Statistics only change through ``update`` (called on collected batches), so evaluation and
+    export see them frozen.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
+        self.clip, self.eps = clip, eps
+
+    @torch.no_grad()
+    def update(self, batch_mean: Tensor, batch_var: Tensor, batch_count: float) -> None:
+        """Merge the moments of a new batch (already reduced across processes, if any)."""
+        if batch_count <= 0:
+            return
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        w = float(batch_count / total)
+        self.mean += delta * w
+        self.var.copy_(self.var * (1 - w) + batch_var * w + delta.pow(2) * w * (1 - w))
+        self.count.copy_(total)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+    def scale(self, x: Tensor) -> Tensor:
+        """Divide by the running std without centring (reward scaling)."""
+        return x / torch.sqrt(self.var + self.eps)
+
+
+class CategoricalHead(nn.Module):
+    """Independent categoricals over ``nvec`` (one entry for ``Discrete``, several for ``MultiDiscrete``)."""
+
+    def __init__(self, nvec: Sequence[int], multi: bool):
+        super().__init__()
+        self.nvec, self.multi = [int(n) for n in nvec], multi
+        self.param_dim = sum(self.nvec)
+
+    def _logits(self, params: Tensor) -> list[Tensor]:
+        return list(params.split(self.nvec, dim=-1))
+
+    def _pack(self, actions: list[Tensor]) -> Tensor:
+        return torch.stack(actions, -1) if self.multi else actions[0]
+
+    def _unpack(self, actions: Tensor) -> list[Tensor]:
+        return list(actions.long().unbind(-1)) if self.multi else [actions.long()]
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        # Exponential race: argmax_i p_i / E_i with E_i ~ Exp(1) is a categorical draw (the trick
+        # inside torch.multinomial), taken in log space; the softmax normaliser drops out of argmax.
+        noise = torch.empty_like(params).exponential_(generator=generator)
+        return self.mode(params - noise.log())
+
+    def mode(self, params: Tensor) -> Tensor:
+        return self._pack([lg.argmax(-1) for lg in self._logits(params)])
+
+    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
+        terms = [
+            lg.log_softmax(-1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
+            for lg, a in zip(self._logits(params), self._unpack(actions))
+        ]
+        return torch.stack(terms).sum(0)
+
+    def entropy(self, params: Tensor) -> Tensor:
+        terms = []
+        for lg in self._logits(params):
+            logp = lg.log_softmax(-1)
+            terms.append(-(logp.exp() * logp).sum(-1))
+        return torch.stack(terms).sum(0)
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian with a state-independent, learnable log-std.
+
+    Actions are sampled unbounded and stored as sampled; the collector clips them to the action
+    space's bounds before ``env.step``. The clip is a deterministic function of the sample, so the
+    log-probability of the stored sample gives an unbiased policy gradient (as in SB3 and CleanRL).
+    """
+
+    def __init__(self, action_dim: int, log_std_init: float):
+        super().__init__()
+        self.param_dim = action_dim
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.empty_like(params).normal_(generator=generator)
+        return params + self.log_std.exp() * noise
+
+    def mode(self, params: Tensor) -> Tensor:
+        return params
+
+    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
+        z = (actions - params) * torch.exp(-self.log_std)
+        return (-0.5 * z.pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self, params: Tensor) -> Tensor:
+        per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + self.log_std
+        return per_dim.sum().expand(params.shape[:-1])
+
+
+def make_head(action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
+    """The distribution head for an action space; a clear error for spaces we cannot handle."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalHead([action_space.n], multi=False)
+    if isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1:
+        return CategoricalHead(action_space.nvec.tolist(), multi=True)
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianHead(action_space.shape[0], log_std_init)
+    raise ValueError(
+        f"unsupported action space {action_space}; supported: Discrete, MultiDiscrete (1-D) "
+        "and 1-D Box"
+    )
+
+
+def check_observation_space(space: gym.Space) -> tuple[int, ...]:
+    """Observation shape of a supported (Box) space, or a clear error."""
+    if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating):
+        return tuple(space.shape)
+    raise ValueError(
+        f"unsupported observation space {space}; supported: Box with a float dtype "
+        "(flatten or one-hot other spaces with a gymnasium wrapper)"
+    )
+
+
+class ActorCritic(nn.Module):
+    """Actor (and optional critic) MLPs over flattened, optionally normalised observations.
+
+    ``critic``: ``"none"`` (policy only, the seed), ``"separate"`` (its own MLP of the same sizes)
+    or ``"shared"`` (a value output on the actor's trunk). Defaults build the seed's network:
+    obs → Linear(128) → ReLU → Linear(n_actions) → logits.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: Sequence[int] = (128,),
+        activation: str = "relu",
+        critic: str = "none",
+        normalize_observations: bool = False,
+        log_std_init: float = 0.0,
+    ):
+        super().__init__()
+        obs_shape = check_observation_space(observation_space)
+        obs_dim = int(np.prod(obs_shape))
+        self.head = make_head(action_space, log_std_init)
+        self.obs_rms = RunningMeanStd(obs_shape) if normalize_observations else None
+        self.trunk = mlp(obs_dim, hidden_sizes, activation)
+        out_dim = hidden_sizes[-1] if hidden_sizes else obs_dim
+        self.actor_out = nn.Linear(out_dim, self.head.param_dim)
+        self.critic_trunk = mlp(obs_dim, hidden_sizes, activation) if critic == "separate" else None
+        self.value_out = nn.Linear(out_dim, 1) if critic != "none" else None
+        self.obs_ndim = len(obs_shape)
+
+    @property
+    def has_critic(self) -> bool:
+        return self.value_out is not None
+
+    def _inputs(self, obs: Tensor) -> Tensor:
+        obs = obs.float()
+        if self.obs_rms is not None:
+            obs = self.obs_rms.normalize(obs)
+        return obs.flatten(-self.obs_ndim) if self.obs_ndim != 1 else obs
+
+    def _value_from(self, x: Tensor, features: Tensor) -> Tensor:
+        if self.critic_trunk is not None:
+            features = self.critic_trunk(x)
+        return self.value_out(features).squeeze(-1)
+
+    def act(
+        self, obs: Tensor, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> Tensor:
+        """Actions for a batch of observations: sampled, or the mode (argmax / mean) for evaluation."""
+        params = self.actor_out(self.trunk(self._inputs(obs)))
+        return self.head.mode(params) if deterministic else self.head.sample(params, generator)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """The deterministic action; what an exported policy computes."""
+        return self.act(obs, deterministic=True)
+
+    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(log π(a|s), entropy, V(s) or None)`` in one batched forward."""
+        x = self._inputs(obs)
+        features = self.trunk(x)
+        params = self.actor_out(features)
+        values = self._value_from(x, features) if self.has_critic else None
+        return self.head.log_prob(params, actions), self.head.entropy(params), values
+
+    def value(self, obs: Tensor) -> Tensor:
+        """``V(s)``; needs a critic."""
+        if not self.has_critic:
+            raise RuntimeError("this policy has no critic (critic='none')")
+        x = self._inputs(obs)
+        features = None if self.critic_trunk is not None else self.trunk(x)
+        return self._value_from(x, features)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 
@@ -42,3 +46,64 @@ class StopWhenSolved(L.Callback):
                 f"Solved: {self.monitor} = {float(value):.1f} >= {self.threshold} "
                 f"after {pl_module.env_steps} env steps"
             )
+
+
+class EnvStepProgressBar(ProgressBar):
+    """One tqdm bar over env steps (towards ``max_env_steps``), showing the returns and steps/s.
+
+    Lightning's default bar counts batches per epoch; here an epoch is a single update, so it
+    would draw a new bar for every update.
+    """
+
+    def __init__(self, refresh_seconds: float = 0.25):
+        super().__init__()
+        self.refresh_seconds = refresh_seconds
+        self._enabled = True
+        self._bar = None
+        self._shown = 0
+        self._last_refresh = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        from tqdm.auto import tqdm
+
+        total = getattr(pl_module.hparams, "max_env_steps", None)
+        self._shown = getattr(pl_module, "env_steps", 0)
+        self._bar = tqdm(total=total, initial=self._shown, desc="Training", unit=" steps",
+                         dynamic_ncols=True, smoothing=0.1)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        if now - self._last_refresh < self.refresh_seconds:
+            return
+        self._last_refresh = now
+        self._bar.update(pl_module.env_steps - self._shown)
+        self._shown = pl_module.env_steps
+        metrics = trainer.progress_bar_metrics
+        postfix = {
+            "updates": trainer.global_step if pl_module.automatic_optimization else trainer.current_epoch + 1,
+            "episodes": pl_module.episodes,
+        }
+        for key, label in (("train/episode_return", "return"), ("train/return_last100", "last100"),
+                           ("val/episode_return", "val")):
+            if key in metrics:
+                postfix[label] = f"{float(metrics[key]):.1f}"
+        self._bar.set_postfix(postfix, refresh=True)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._bar is not None:
+            self._bar.update(pl_module.env_steps - self._shown)
+            self._bar.close()
+            self._bar = None
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        print(*args, **kwargs)

@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
+from pg_lightning.errors import ConfigError
+
 Vectorization = Literal["auto", "vector_entry_point", "sync", "async"]
 
 
@@ -16,7 +18,7 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     try:
         return gym.spec(env_id)
     except gym.error.Error as err:
-        raise ValueError(f"unknown env_id {env_id!r}: {err}") from None
+        raise ConfigError(f"unknown env_id {env_id!r}: {err}") from None
 
 
 def probe_spaces(env_id: str, env_kwargs: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
@@ -25,9 +27,9 @@ def probe_spaces(env_id: str, env_kwargs: dict[str, Any]) -> tuple[gym.Space, gy
     try:
         env = gym.make(env_id, **env_kwargs)
     except gym.error.DependencyNotInstalled as err:
-        raise ValueError(f"env_id {env_id!r} needs an extra dependency: {err}") from None
+        raise ConfigError(f"env_id {env_id!r} needs an extra dependency: {err}") from None
     except TypeError as err:
-        raise ValueError(f"bad env_kwargs {env_kwargs!r} for {env_id!r}: {err}") from None
+        raise ConfigError(f"bad env_kwargs {env_kwargs!r} for {env_id!r}: {err}") from None
     try:
         return env.observation_space, env.action_space
     finally:
@@ -75,7 +77,7 @@ def set_rng_states(env: gym.vector.VectorEnv, states: list[dict[str, Any]]) -> N
     if hasattr(base, "envs") or not hasattr(base, "get_attr"):
         generators = _generators(env)
         if len(generators) != len(states):
-            raise ValueError(f"env has {len(generators)} generators, state has {len(states)}")
+            raise ConfigError(f"env has {len(generators)} generators, state has {len(states)}")
         for generator, state in zip(generators, states):
             generator.bit_generator.state = state
         return

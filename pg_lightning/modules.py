@@ -16,14 +16,10 @@ from torchmetrics import MeanMetric
 
 from pg_lightning import losses
 from pg_lightning.data import Batch, Collector, EpisodeDataset, RolloutDataset
+from pg_lightning.errors import ConfigError, require
 from pg_lightning.envs import Vectorization, env_spec, probe_spaces
 from pg_lightning.policies import ACTIVATIONS, CRITICS, ActorCritic, RunningMeanStd
 from pg_lightning.returns import discounted_returns, gae, normalize, running_returns
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
 
 
 class PolicyGradient(L.LightningModule):
@@ -78,22 +74,22 @@ class PolicyGradient(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         hp = self.hparams
-        _require(isinstance(env_id, str) and bool(env_id), f"env_id must be a gymnasium id, got {env_id!r}")
-        _require(num_envs >= 1, f"num_envs must be >= 1, got {num_envs}")
-        _require(
+        require(isinstance(env_id, str) and bool(env_id), f"env_id must be a gymnasium id, got {env_id!r}")
+        require(num_envs >= 1, f"num_envs must be >= 1, got {num_envs}")
+        require(
             len(hidden_sizes) > 0 and all(int(h) > 0 for h in hidden_sizes),
             f"hidden_sizes must be positive integers, got {list(hidden_sizes)}",
         )
-        _require(activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        _require(critic in CRITICS, f"critic must be one of {CRITICS}, got {critic!r}")
-        _require(lr > 0, f"lr must be > 0, got {lr}")
-        _require(0.0 <= gamma <= 1.0, f"gamma must be in [0, 1], got {gamma}")
-        _require(entropy_coef >= 0, f"entropy_coef must be >= 0, got {entropy_coef}")
-        _require(value_coef >= 0, f"value_coef must be >= 0, got {value_coef}")
-        _require(max_grad_norm is None or max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
-        _require(max_env_steps is None or max_env_steps > 0, f"max_env_steps must be > 0 or None, got {max_env_steps}")
-        _require(not anneal_lr or max_env_steps is not None, "anneal_lr needs max_env_steps (the schedule's length)")
-        _require(vectorization in ("auto", "vector_entry_point", "sync", "async"),
+        require(activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        require(critic in CRITICS, f"critic must be one of {CRITICS}, got {critic!r}")
+        require(lr > 0, f"lr must be > 0, got {lr}")
+        require(0.0 <= gamma <= 1.0, f"gamma must be in [0, 1], got {gamma}")
+        require(entropy_coef >= 0, f"entropy_coef must be >= 0, got {entropy_coef}")
+        require(value_coef >= 0, f"value_coef must be >= 0, got {value_coef}")
+        require(max_grad_norm is None or max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
+        require(max_env_steps is None or max_env_steps > 0, f"max_env_steps must be > 0 or None, got {max_env_steps}")
+        require(not anneal_lr or max_env_steps is not None, "anneal_lr needs max_env_steps (the schedule's length)")
+        require(vectorization in ("auto", "vector_entry_point", "sync", "async"),
                  f"vectorization must be auto, vector_entry_point, sync or async, got {vectorization!r}")
         self.env_spec = env_spec(env_id)
         self.observation_space, self.action_space = probe_spaces(env_id, env_kwargs or {})
@@ -253,11 +249,11 @@ class PolicyGradient(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("pg_lightning")
         if state is None:
-            raise ValueError("not a pg_lightning checkpoint (no 'pg_lightning' entry)")
+            raise ConfigError("not a pg_lightning checkpoint (no 'pg_lightning' entry)")
         mine = (type(self).__name__, self.hparams.env_id)
         theirs = (state["algorithm"], state["env_id"])
         if mine != theirs:
-            raise ValueError(
+            raise ConfigError(
                 f"checkpoint is for {theirs[0]} on {theirs[1]}, this module is {mine[0]} on {mine[1]}"
             )
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
@@ -305,12 +301,12 @@ class Reinforce(PolicyGradient):
         baseline: Literal["none", "mean", "value"] = "none",
         **kwargs: Any,
     ):
-        _require(episodes_per_batch >= 1, f"episodes_per_batch must be >= 1, got {episodes_per_batch}")
-        _require(reduction in ("sum", "mean"), f"reduction must be 'sum' or 'mean', got {reduction!r}")
-        _require(baseline in ("none", "mean", "value"), f"baseline must be none, mean or value, got {baseline!r}")
+        require(episodes_per_batch >= 1, f"episodes_per_batch must be >= 1, got {episodes_per_batch}")
+        require(reduction in ("sum", "mean"), f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        require(baseline in ("none", "mean", "value"), f"baseline must be none, mean or value, got {baseline!r}")
         if baseline == "value" and kwargs.get("critic", "none") == "none":
             kwargs["critic"] = "separate"
-        _require(baseline == "value" or kwargs.get("critic", "none") == "none",
+        require(baseline == "value" or kwargs.get("critic", "none") == "none",
                  "a critic is only used with baseline='value'")
         super().__init__(env_id, **kwargs)
 
@@ -364,10 +360,10 @@ class ActorCriticBase(PolicyGradient):
         normalize_advantages: bool = False,
         **kwargs: Any,
     ):
-        _require(n_steps >= 1, f"n_steps must be >= 1, got {n_steps}")
-        _require(0.0 <= gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {gae_lambda}")
+        require(n_steps >= 1, f"n_steps must be >= 1, got {n_steps}")
+        require(0.0 <= gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {gae_lambda}")
         kwargs.setdefault("critic", "separate")
-        _require(kwargs["critic"] != "none", "actor-critic methods need critic='separate' or 'shared'")
+        require(kwargs["critic"] != "none", "actor-critic methods need critic='separate' or 'shared'")
         super().__init__(env_id, **kwargs)
 
     def make_dataset(self, collector: Collector) -> RolloutDataset:
@@ -461,12 +457,12 @@ class PPO(ActorCriticBase):
         anneal_clip_range: bool = False,
         **kwargs: Any,
     ):
-        _require(update_epochs >= 1, f"update_epochs must be >= 1, got {update_epochs}")
-        _require(minibatch_size is None or minibatch_size >= 1, f"minibatch_size must be >= 1 or None, got {minibatch_size}")
-        _require(clip_range > 0, f"clip_range must be > 0, got {clip_range}")
-        _require(clip_range_vf is None or clip_range_vf > 0, f"clip_range_vf must be > 0 or None, got {clip_range_vf}")
-        _require(target_kl is None or target_kl > 0, f"target_kl must be > 0 or None, got {target_kl}")
-        _require(not anneal_clip_range or kwargs.get("max_env_steps") is not None,
+        require(update_epochs >= 1, f"update_epochs must be >= 1, got {update_epochs}")
+        require(minibatch_size is None or minibatch_size >= 1, f"minibatch_size must be >= 1 or None, got {minibatch_size}")
+        require(clip_range > 0, f"clip_range must be > 0, got {clip_range}")
+        require(clip_range_vf is None or clip_range_vf > 0, f"clip_range_vf must be > 0 or None, got {clip_range_vf}")
+        require(target_kl is None or target_kl > 0, f"target_kl must be > 0 or None, got {target_kl}")
+        require(not anneal_clip_range or kwargs.get("max_env_steps") is not None,
                  "anneal_clip_range needs max_env_steps (the schedule's length)")
         kwargs.setdefault("num_envs", 4)
         kwargs.setdefault("hidden_sizes", (64, 64))

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pg_lightning.errors import ConfigError
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -147,7 +149,7 @@ def make_head(action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
         return CategoricalHead(action_space.nvec.tolist(), multi=True)
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return GaussianHead(action_space.shape[0], log_std_init)
-    raise ValueError(
+    raise ConfigError(
         f"unsupported action space {action_space}; supported: Discrete, MultiDiscrete (1-D) "
         "and 1-D Box"
     )
@@ -157,7 +159,7 @@ def check_observation_space(space: gym.Space) -> tuple[int, ...]:
     """Observation shape of a supported (Box) space, or a clear error."""
     if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating):
         return tuple(space.shape)
-    raise ValueError(
+    raise ConfigError(
         f"unsupported observation space {space}; supported: Box with a float dtype "
         "(flatten or one-hot other spaces with a gymnasium wrapper)"
     )

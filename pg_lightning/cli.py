@@ -1,0 +1,79 @@
+"""``train.py``'s command line: LightningCLI with RL defaults, ``fit`` when no subcommand is given."""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from pg_lightning.errors import ConfigError
+from pg_lightning.modules import PolicyGradient
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+DEFAULTS = {
+    "model": {"class_path": "pg_lightning.modules.Reinforce"},
+    "trainer.max_epochs": -1,  # one epoch is one update; the env-step budget or StopWhenSolved ends it
+    "trainer.log_every_n_steps": 10,
+    "trainer.logger": {"class_path": "pg_lightning.loggers.WandbLogger"},
+    "trainer.callbacks": [
+        {"class_path": "pg_lightning.callbacks.StopWhenSolved"},
+        {"class_path": "pg_lightning.callbacks.EnvStepProgressBar"},
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {
+                "monitor": "train/return_last100",
+                "mode": "max",
+                "save_last": True,
+                "every_n_epochs": 25,
+                "filename": "best",
+            },
+        },
+    ],
+}
+
+
+class CLI(LightningCLI):
+    """LightningCLI over the pg_lightning modules; the default model is the seed's ``Reinforce``."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.set_defaults(DEFAULTS)
+
+    def parse_arguments(self, parser, args) -> None:
+        # ``main`` always passes the argument list (with ``fit`` inserted); no warning about it.
+        self.config = parser.parse_args(args)
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config[self.subcommand].trainer
+        if trainer.enable_progress_bar is False and trainer.callbacks:  # the bar is a callback here
+            trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith("ProgressBar")]
+
+
+def _config_error(err: BaseException) -> ConfigError | None:
+    """The ConfigError behind ``err``, which jsonargparse wraps in its own ValueError."""
+    while err is not None:
+        if isinstance(err, ConfigError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def main(args: list[str] | None = None) -> CLI:
+    """Run the CLI on ``args`` (default: the command line); ``fit`` is implied when the first
+    argument is not a subcommand. Bad settings exit with status 2 and a one-line message."""
+    args = list(sys.argv[1:] if args is None else args)
+    if not args or args[0] not in SUBCOMMANDS:
+        args = ["fit", *args]
+    try:
+        return CLI(
+            PolicyGradient,
+            subclass_mode_model=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except ValueError as err:
+        config_error = _config_error(err)
+        if config_error is None:
+            raise
+        print(f"error: {config_error}", file=sys.stderr)
+        raise SystemExit(2) from None

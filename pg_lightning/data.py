@@ -184,7 +184,7 @@ class Collector:
             "recent_returns": list(self.recent_returns),
             "generator": generator if generator is not None else self._generator_state,
             "env_rng": rng_states(self.env),
-            "autoreset": self._autoreset.copy(),
+            "autoreset": self._autoreset.tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from pg_lightning import losses
 from pg_lightning.data import Batch, Collector, EpisodeDataset, RolloutDataset
 from pg_lightning.errors import ConfigError, require
 from pg_lightning.envs import Vectorization, env_spec, probe_spaces
-from pg_lightning.policies import ACTIVATIONS, CRITICS, ActorCritic, RunningMeanStd
+from pg_lightning.policies import ActorCritic, RunningMeanStd
 from pg_lightning.returns import discounted_returns, gae, normalize, running_returns
 
 
@@ -80,8 +80,6 @@ class PolicyGradient(L.LightningModule):
             len(hidden_sizes) > 0 and all(int(h) > 0 for h in hidden_sizes),
             f"hidden_sizes must be positive integers, got {list(hidden_sizes)}",
         )
-        require(activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        require(critic in CRITICS, f"critic must be one of {CRITICS}, got {critic!r}")
         require(lr > 0, f"lr must be > 0, got {lr}")
         require(0.0 <= gamma <= 1.0, f"gamma must be in [0, 1], got {gamma}")
         require(entropy_coef >= 0, f"entropy_coef must be >= 0, got {entropy_coef}")
@@ -138,6 +136,7 @@ class PolicyGradient(L.LightningModule):
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None and stage == "fit":
+            self._collector_state = self.collector.state_dict()  # a later save or fit continues it
             self.collector.close()
             self.collector = None
 

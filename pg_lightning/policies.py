@@ -184,6 +184,10 @@ class ActorCritic(nn.Module):
         log_std_init: float = 0.0,
     ):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if critic not in CRITICS:
+            raise ConfigError(f"critic must be one of {CRITICS}, got {critic!r}")
         obs_shape = check_observation_space(observation_space)
         obs_dim = int(np.prod(obs_shape))
         self.head = make_head(action_space, log_std_init)

@@ -58,7 +58,7 @@ def discounted_returns(
         _check_time_major(rewards=rewards, next_values=next_values)
         open_end = torch.zeros_like(done)
         open_end[-1] = 1.0 - done[-1]  # rollout cut mid-episode: bootstrap the tail
-        bootstrap = truncated.to(rewards.dtype) + open_end
+        bootstrap = (truncated & ~terminated).to(rewards.dtype) + open_end
         x = rewards + gamma * bootstrap * next_values
     return reverse_discounted_sum(x, gamma * (1.0 - done))
 

@@ -175,11 +175,6 @@ def test_discounted_returns_mid_episode_next_values_are_not_used():
     assert_close(out_b, out_a)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: discounted_returns bootstraps gamma*V(s') when terminated and truncated "
-    "are both True on one step (bootstrap = truncated + open_end ignores terminated)",
-)
 def test_discounted_returns_terminated_and_truncated_same_step_does_not_bootstrap():
     # Gymnasium may report terminated=True and truncated=True for the same step (the time limit
     # hits on a terminal state). The docstring says "a terminated one never does" bootstrap, and

@@ -1,0 +1,123 @@
+"""The collector and datasets: whole episodes, autoreset masking, step counts, seeding."""
+
+import numpy as np
+import torch
+
+from pg_lightning import Collector, EpisodeDataset, RolloutDataset
+from pg_lightning.policies import ActorCritic
+
+
+def make(env_id="CartPole-v1", num_envs=1, seed=0, **kwargs):
+    collector = Collector(env_id, num_envs, seed=seed, **kwargs)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        policy = ActorCritic(collector.env.single_observation_space, collector.env.single_action_space)
+    return collector, policy
+
+
+def episode_bounds(batch):
+    done = (batch.terminated | batch.truncated).flatten()
+    ends = torch.nonzero(done).flatten().tolist()
+    starts = [0] + [e + 1 for e in ends[:-1]]
+    return list(zip(starts, ends))
+
+
+def test_episode_batches_are_whole_episodes_that_start_from_a_reset():
+    collector, policy = make(num_envs=3, seed=5)
+    batch = collector.episodes(policy, 4)
+    bounds = episode_bounds(batch)
+    assert len(bounds) >= 4
+    assert bounds[-1][1] == batch.observations.shape[0] - 1  # the batch ends on an episode end
+    assert batch.mask.all()  # autoreset steps never appear
+    lengths = [e - s + 1 for s, e in bounds]
+    assert sorted(lengths) == sorted(batch.episode_lengths.int().tolist())
+    # each episode's first observation is a reset state (CartPole resets to |x| <= 0.05)
+    for s, _ in bounds:
+        assert batch.observations[s, 0].abs().max() <= 0.05
+    # inside an episode, next_observations[t] == observations[t + 1]
+    for s, e in bounds:
+        torch.testing.assert_close(batch.next_observations[s:e, 0], batch.observations[s + 1 : e + 1, 0])
+
+
+def test_episode_returns_match_the_recorded_rewards():
+    collector, policy = make(num_envs=2, seed=1)
+    batch = collector.episodes(policy, 3)
+    sums = [batch.rewards[s : e + 1].sum().item() for s, e in episode_bounds(batch)]
+    assert sorted(sums) == sorted(batch.episode_returns.tolist())
+
+
+def test_partial_episodes_carry_over_and_steps_are_counted_exactly():
+    collector, policy = make(num_envs=4, seed=2)
+    total, lengths = 0, []
+    for _ in range(5):
+        batch = collector.episodes(policy, 2)
+        total += batch.num_steps
+        assert len(episode_bounds(batch)) == len(batch.episode_returns)
+        lengths += batch.episode_lengths.int().tolist()
+    # the batches hold exactly the steps of the episodes that finished, none lost or repeated,
+    # although episodes of other envs were in progress at every batch boundary
+    assert total == sum(lengths)
+    assert len(lengths) == len(collector.recent_returns)
+
+
+def test_rollout_masks_exactly_the_autoreset_steps():
+    collector, policy = make(num_envs=4, seed=3)
+    batch = collector.rollout(policy, 200)
+    done = batch.terminated | batch.truncated
+    # a step is masked iff the same env was done on the step before (also across rollouts)
+    expected = torch.ones_like(batch.mask)
+    expected[1:] = ~done[:-1]
+    assert torch.equal(batch.mask, expected)
+    # autoreset steps carry no reward and observe the reset state
+    assert (batch.rewards[~batch.mask] == 0).all()
+    next_batch = collector.rollout(policy, 5)
+    assert torch.equal(next_batch.mask[0], ~done[-1])
+    # no transition crosses an episode boundary: next_observations[t] is observations[t + 1]
+    torch.testing.assert_close(batch.next_observations[:-1], batch.observations[1:])
+    assert batch.num_steps == int(batch.mask.sum())
+
+
+def test_same_seed_same_batches_different_seed_different_batches():
+    a = [make(seed=7)[0] for _ in range(2)] + [make(seed=8)[0]]
+    _, policy = make()
+    batches = [c.episodes(policy, 2) for c in a]
+    assert torch.equal(batches[0].observations, batches[1].observations)
+    assert torch.equal(batches[0].actions, batches[1].actions)
+    assert not (
+        batches[0].observations.shape == batches[2].observations.shape
+        and torch.equal(batches[0].observations, batches[2].observations)
+    )
+
+
+def test_envs_get_distinct_seeds():
+    collector, policy = make(num_envs=3, seed=11)
+    first = collector.rollout(policy, 1).observations[0]
+    assert len({tuple(row.tolist()) for row in first}) == 3
+
+
+def test_box_actions_are_clipped_for_the_env_but_recorded_raw():
+    collector = Collector("Pendulum-v1", 2, seed=0)
+    space = collector.env.single_action_space
+    policy = ActorCritic(collector.env.single_observation_space, space, log_std_init=2.0)
+    batch = collector.rollout(policy, 50)
+    assert batch.actions.abs().max() > space.high[0]  # raw samples go outside [-2, 2]
+    # Pendulum's cost uses the clipped torque u ∈ [-2, 2]: cost ≤ π² + 0.1·64 + 0.001·4
+    assert (batch.rewards >= -(np.pi**2 + 0.1 * 64 + 0.001 * 4) - 1e-4).all()
+
+
+def test_datasets_yield_one_batch_per_iteration():
+    collector, policy = make(num_envs=2)
+    assert len(list(EpisodeDataset(collector, policy, 2))) == 1
+    rollouts = list(RolloutDataset(collector, policy, 16))
+    assert len(rollouts) == 1 and rollouts[0].observations.shape == (16, 2, 4)
+
+
+def test_collector_state_round_trip_restores_returns_window_and_rng():
+    collector, policy = make(seed=4)
+    collector.episodes(policy, 3)
+    state = collector.state_dict()
+    resumed, _ = make(seed=4)
+    resumed.load_state_dict(state)
+    assert list(resumed.recent_returns) == list(collector.recent_returns)
+    # all envs were waiting for their autoreset, so the resumed stream equals the original
+    assert torch.equal(collector.episodes(policy, 2).observations, resumed.episodes(policy, 2).observations)

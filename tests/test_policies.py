@@ -1,0 +1,370 @@
+"""Unit tests for pg_lightning.policies: heads vs torch.distributions, ActorCritic structure."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Categorical, Independent, Normal
+from torch.testing import assert_close
+
+from pg_lightning.policies import (
+    ActorCritic,
+    CategoricalHead,
+    GaussianHead,
+    RunningMeanStd,
+    check_observation_space,
+    make_head,
+)
+
+CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), dtype=np.float32)
+CARTPOLE_ACT = gym.spaces.Discrete(2)
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# heads vs torch.distributions
+# --------------------------------------------------------------------------------------------
+
+
+def test_categorical_head_matches_torch_categorical():
+    head = CategoricalHead([5], multi=False)
+    params = 3 * torch.randn(64, 5, generator=gen(0))
+    actions = torch.randint(0, 5, (64,), generator=gen(1))
+    dist = Categorical(logits=params)
+    assert_close(head.log_prob(params, actions), dist.log_prob(actions))
+    assert_close(head.entropy(params), dist.entropy())
+    assert_close(head.mode(params), params.argmax(-1))
+    # float-typed actions (as stored in buffers) are accepted too
+    assert_close(head.log_prob(params, actions.float()), dist.log_prob(actions))
+
+
+def test_gaussian_head_matches_normal_summed_over_dims():
+    head = GaussianHead(3, log_std_init=0.0)
+    with torch.no_grad():
+        head.log_std.copy_(torch.tensor([-0.5, 0.3, 1.2]))
+    params = torch.randn(32, 3, generator=gen(0))
+    actions = params + 2 * torch.randn(32, 3, generator=gen(1))
+    normal = Normal(params, head.log_std.exp())
+    assert_close(head.log_prob(params, actions), normal.log_prob(actions).sum(-1))
+    ent = head.entropy(params)
+    assert ent.shape == (32,)
+    assert_close(ent, normal.entropy().sum(-1))
+    # same as the Independent(Normal, 1) distribution
+    ind = Independent(normal, 1)
+    assert_close(head.log_prob(params, actions), ind.log_prob(actions))
+    assert_close(head.mode(params), params)
+
+
+def test_gaussian_head_log_prob_gradient_reaches_log_std():
+    head = GaussianHead(2, log_std_init=0.0)
+    params = torch.zeros(1, 2)
+    actions = torch.tensor([[1.0, 0.0]])
+    head.log_prob(params, actions).sum().backward()
+    # d/d log_std [-0.5 z^2 - log_std] with z = a e^{-log_std}: z^2 - 1 -> [0, -1] at log_std 0
+    assert_close(head.log_std.grad, torch.tensor([0.0, -1.0]))
+
+
+def test_gaussian_head_log_std_init():
+    head = make_head(gym.spaces.Box(-1.0, 1.0, (3,)), log_std_init=-0.7)
+    assert isinstance(head, GaussianHead)
+    assert_close(head.log_std.data, torch.full((3,), -0.7))
+
+
+def test_multidiscrete_head_matches_independent_categoricals():
+    space = gym.spaces.MultiDiscrete([3, 4, 2])
+    head = make_head(space)
+    assert isinstance(head, CategoricalHead) and head.multi and head.param_dim == 9
+    params = 2 * torch.randn(40, 9, generator=gen(0))
+    actions = torch.stack(
+        [torch.randint(0, n, (40,), generator=gen(10 + i)) for i, n in enumerate([3, 4, 2])], -1
+    )
+    dists = [Categorical(logits=lg) for lg in params.split([3, 4, 2], -1)]
+    expected_lp = sum(d.log_prob(actions[:, i]) for i, d in enumerate(dists))
+    expected_ent = sum(d.entropy() for d in dists)
+    assert_close(head.log_prob(params, actions), expected_lp)
+    assert_close(head.entropy(params), expected_ent)
+    mode = head.mode(params)
+    assert mode.shape == (40, 3)
+    assert_close(mode, torch.stack([d.probs.argmax(-1) for d in dists], -1))
+    sample = head.sample(params, generator=gen(3))
+    assert sample.shape == (40, 3)
+    assert ((sample >= 0) & (sample < torch.tensor([3, 4, 2]))).all()
+
+
+def test_categorical_head_sampling_frequencies_match_softmax():
+    head = CategoricalHead([4], multi=False)
+    logits = torch.tensor([0.5, -1.0, 1.2, 0.0])
+    n = 20000
+    params = logits.expand(n, 4)
+    samples = head.sample(params, generator=gen(123))
+    assert samples.shape == (n,)
+    freqs = torch.bincount(samples, minlength=4).float() / n
+    assert_close(freqs, logits.softmax(-1), atol=0.02, rtol=0)
+
+
+def test_multidiscrete_sampling_frequencies_per_component():
+    head = CategoricalHead([2, 3], multi=True)
+    logits = torch.tensor([1.0, -0.5, 0.2, 0.9, -1.5])
+    n = 20000
+    samples = head.sample(logits.expand(n, 5), generator=gen(7))
+    f0 = torch.bincount(samples[:, 0], minlength=2).float() / n
+    f1 = torch.bincount(samples[:, 1], minlength=3).float() / n
+    assert_close(f0, logits[:2].softmax(-1), atol=0.02, rtol=0)
+    assert_close(f1, logits[2:].softmax(-1), atol=0.02, rtol=0)
+
+
+def test_sampling_is_deterministic_given_generator():
+    head = CategoricalHead([6], multi=False)
+    params = torch.randn(500, 6, generator=gen(0))
+    a = head.sample(params, generator=gen(42))
+    b = head.sample(params, generator=gen(42))
+    c = head.sample(params, generator=gen(43))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+    g_head = GaussianHead(2, 0.0)
+    mu = torch.randn(500, 2, generator=gen(1))
+    assert torch.equal(g_head.sample(mu, gen(5)), g_head.sample(mu, gen(5)))
+    assert not torch.equal(g_head.sample(mu, gen(5)), g_head.sample(mu, gen(6)))
+
+
+def test_gaussian_head_sample_moments():
+    head = GaussianHead(2, 0.0)
+    with torch.no_grad():
+        head.log_std.copy_(torch.tensor([0.0, np.log(3.0)]))
+    mu = torch.tensor([1.0, -2.0]).expand(20000, 2)
+    s = head.sample(mu, generator=gen(0))
+    assert_close(s.mean(0), torch.tensor([1.0, -2.0]), atol=0.1, rtol=0)
+    assert_close(s.std(0), torch.tensor([1.0, 3.0]), atol=0.1, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# make_head / check_observation_space
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        gym.spaces.Dict({"a": gym.spaces.Discrete(2)}),
+        gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))),
+        gym.spaces.Text(5),
+    ],
+    ids=["Dict", "Tuple", "Text"],
+)
+def test_make_head_rejects_unsupported_spaces_naming_them(space):
+    with pytest.raises(ValueError) as excinfo:
+        make_head(space)
+    msg = str(excinfo.value)
+    assert str(space) in msg
+    assert type(space).__name__ in msg
+
+
+def test_make_head_rejects_multidimensional_box_and_multidiscrete():
+    with pytest.raises(ValueError):
+        make_head(gym.spaces.Box(-1.0, 1.0, (2, 2)))
+    with pytest.raises(ValueError):
+        make_head(gym.spaces.MultiDiscrete([[2, 3], [4, 5]]))
+
+
+def test_make_head_dispatch():
+    d = make_head(gym.spaces.Discrete(7))
+    assert isinstance(d, CategoricalHead) and not d.multi and d.param_dim == 7
+    g = make_head(gym.spaces.Box(-1.0, 1.0, (3,)))
+    assert isinstance(g, GaussianHead) and g.param_dim == 3
+
+
+def test_check_observation_space():
+    assert check_observation_space(CARTPOLE_OBS) == (4,)
+    assert check_observation_space(gym.spaces.Box(0.0, 1.0, (2, 3))) == (2, 3)
+    with pytest.raises(ValueError, match="Discrete"):
+        check_observation_space(gym.spaces.Discrete(5))
+    with pytest.raises(ValueError):  # integer-dtype Box (e.g. raw pixels) is not supported
+        check_observation_space(gym.spaces.Box(0, 255, (4,), dtype=np.uint8))
+
+
+def test_actor_critic_rejects_discrete_observations():
+    with pytest.raises(ValueError):
+        ActorCritic(gym.spaces.Discrete(5), CARTPOLE_ACT)
+
+
+# --------------------------------------------------------------------------------------------
+# ActorCritic
+# --------------------------------------------------------------------------------------------
+
+
+def _leaf_modules(model):
+    return [m for m in model.modules() if not list(m.children())]
+
+
+def test_actor_critic_default_is_seed_network():
+    torch.manual_seed(0)
+    model = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT)
+    leaves = [m for m in _leaf_modules(model) if not isinstance(m, CategoricalHead)]
+    assert [type(m) for m in leaves] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert (leaves[0].in_features, leaves[0].out_features) == (4, 128)
+    assert (leaves[2].in_features, leaves[2].out_features) == (128, 2)
+    assert model.critic_trunk is None and model.value_out is None and not model.has_critic
+    assert model.obs_rms is None
+    assert sum(p.numel() for p in model.parameters()) == 4 * 128 + 128 + 128 * 2 + 2
+    # forward is argmax of Linear -> ReLU -> Linear
+    obs = torch.randn(10, 4, generator=gen(0))
+    logits = leaves[2](torch.relu(leaves[0](obs)))
+    assert torch.equal(model(obs), logits.argmax(-1))
+    lp, ent, v = model.evaluate(obs, logits.argmax(-1))
+    assert v is None
+    assert_close(lp, Categorical(logits=logits).log_prob(logits.argmax(-1)))
+    assert_close(ent, Categorical(logits=logits).entropy())
+
+
+def test_actor_critic_value_raises_without_critic():
+    model = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT)
+    with pytest.raises(RuntimeError, match="critic"):
+        model.value(torch.zeros(3, 4))
+
+
+def test_actor_critic_shared_vs_separate_structure():
+    shared = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT, critic="shared")
+    separate = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT, critic="separate")
+    shared_names = {n for n, _ in shared.named_parameters()}
+    separate_names = {n for n, _ in separate.named_parameters()}
+    assert shared.critic_trunk is None
+    assert not any(n.startswith("critic_trunk") for n in shared_names)
+    assert shared_names == {
+        "trunk.0.weight", "trunk.0.bias", "actor_out.weight", "actor_out.bias",
+        "value_out.weight", "value_out.bias",
+    }
+    assert separate_names == shared_names | {"critic_trunk.0.weight", "critic_trunk.0.bias"}
+    assert (shared.value_out.in_features, shared.value_out.out_features) == (128, 1)
+    assert [type(m) for m in separate.critic_trunk] == [nn.Linear, nn.ReLU]
+    assert separate.critic_trunk[0].weight.shape == (128, 4)
+    assert separate.critic_trunk[0].weight is not separate.trunk[0].weight
+    assert shared.has_critic and separate.has_critic
+
+
+def test_actor_critic_value_depends_on_trunk_only_when_shared():
+    obs = torch.randn(6, 4, generator=gen(0))
+    for critic, depends in (("shared", True), ("separate", False)):
+        torch.manual_seed(1)
+        model = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT, critic=critic)
+        before = model.value(obs)
+        assert before.shape == (6,)
+        _, _, v_eval = model.evaluate(obs, torch.zeros(6, dtype=torch.long))
+        assert_close(v_eval, before)
+        with torch.no_grad():
+            model.trunk[0].weight.mul_(-3.0)
+        after = model.value(obs)
+        assert (not torch.allclose(before, after)) == depends
+
+
+def test_actor_critic_hidden_sizes_and_activation():
+    model = ActorCritic(
+        CARTPOLE_OBS, gym.spaces.Discrete(3), hidden_sizes=(64, 32), activation="tanh",
+        critic="separate",
+    )
+    assert [type(m) for m in model.trunk] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh]
+    assert [(m.in_features, m.out_features) for m in model.trunk if isinstance(m, nn.Linear)] == [
+        (4, 64), (64, 32)
+    ]
+    assert [type(m) for m in model.critic_trunk] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh]
+    assert (model.actor_out.in_features, model.actor_out.out_features) == (32, 3)
+    assert model.value_out.in_features == 32
+
+    linear = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT, hidden_sizes=())
+    assert len(linear.trunk) == 0
+    assert (linear.actor_out.in_features, linear.actor_out.out_features) == (4, 2)
+
+
+def test_actor_critic_deterministic_act_is_argmax_discrete():
+    model = ActorCritic(CARTPOLE_OBS, gym.spaces.Discrete(5))
+    obs = torch.randn(50, 4, generator=gen(0))
+    logits = model.actor_out(model.trunk(obs))
+    assert torch.equal(model.act(obs, deterministic=True), logits.argmax(-1))
+    # sampled actions are in range and reproducible with a generator
+    a1 = model.act(obs, generator=gen(9))
+    assert torch.equal(a1, model.act(obs, generator=gen(9)))
+    assert ((a1 >= 0) & (a1 < 5)).all()
+
+
+def test_actor_critic_deterministic_act_is_mean_gaussian():
+    act_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    model = ActorCritic(CARTPOLE_OBS, act_space, log_std_init=-1.0)
+    obs = torch.randn(8, 4, generator=gen(0))
+    mean = model.actor_out(model.trunk(obs))
+    assert mean.shape == (8, 2)
+    assert_close(model.act(obs, deterministic=True), mean)
+    assert_close(model(obs), mean)
+    sample = model.act(obs, generator=gen(1))
+    assert not torch.allclose(sample, mean)
+    lp, ent, _ = model.evaluate(obs, sample)
+    normal = Normal(mean, torch.full((2,), -1.0).exp())
+    assert_close(lp, normal.log_prob(sample).sum(-1))
+    assert_close(ent, normal.entropy().sum(-1))
+
+
+def test_actor_critic_normalize_observations_uses_running_stats():
+    model = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT, normalize_observations=True)
+    assert isinstance(model.obs_rms, RunningMeanStd)
+    model.obs_rms.update(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([4.0, 4.0, 1.0, 1.0]), 10)
+    obs = torch.randn(5, 4, generator=gen(0))
+    expected_inputs = model.obs_rms.normalize(obs)
+    logits = model.actor_out(model.trunk(expected_inputs))
+    assert torch.equal(model(obs), logits.argmax(-1))
+    assert "obs_rms.mean" in model.state_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# RunningMeanStd
+# --------------------------------------------------------------------------------------------
+
+
+def test_running_mean_std_two_batches_equal_concatenation():
+    rms = RunningMeanStd((3,))
+    x1 = 2.0 + 3.0 * torch.randn(50, 3, generator=gen(0), dtype=torch.float64)
+    x2 = -1.0 + 0.5 * torch.randn(70, 3, generator=gen(1), dtype=torch.float64)
+    for x in (x1, x2):
+        rms.update(x.mean(0).float(), x.var(0, correction=0).float(), x.shape[0])
+    both = torch.cat([x1, x2])
+    assert_close(rms.mean, both.mean(0).float(), atol=1e-5, rtol=1e-5)
+    assert_close(rms.var, both.var(0, correction=0).float(), atol=1e-5, rtol=1e-5)
+    assert_close(rms.count, torch.tensor(120.0, dtype=torch.float64))
+
+
+def test_running_mean_std_first_update_and_empty_batch():
+    rms = RunningMeanStd(())
+    rms.update(torch.tensor(5.0), torch.tensor(2.0), 4)
+    assert_close(rms.mean, torch.tensor(5.0))
+    assert_close(rms.var, torch.tensor(2.0))
+    rms.update(torch.tensor(100.0), torch.tensor(100.0), 0)  # ignored
+    assert_close(rms.mean, torch.tensor(5.0))
+    assert_close(rms.var, torch.tensor(2.0))
+    assert_close(rms.count, torch.tensor(4.0, dtype=torch.float64))
+
+
+def test_running_mean_std_normalize_clamps_and_scales():
+    rms = RunningMeanStd((3,), clip=5.0)
+    rms.update(torch.tensor([1.0, 0.0, 0.0]), torch.tensor([4.0, 1.0, 1.0]), 10)
+    out = rms.normalize(torch.tensor([[101.0, -100.0, 0.5]]))
+    # (101 - 1) / 2 = 50 -> clamped to 5;  -100 -> -5;  0.5 / 1 = 0.5
+    assert_close(out, torch.tensor([[5.0, -5.0, 0.5]]), atol=1e-6, rtol=1e-6)
+    assert_close(rms.normalize(torch.tensor([3.0, 1.0, -2.0])), torch.tensor([1.0, 1.0, -2.0]),
+                 atol=1e-6, rtol=1e-6)
+    # scale divides by the std without centring
+    assert_close(rms.scale(torch.tensor([4.0, 3.0, 3.0])), torch.tensor([2.0, 3.0, 3.0]),
+                 atol=1e-6, rtol=1e-6)
+
+
+def test_running_mean_std_statistics_travel_in_state_dict():
+    rms = RunningMeanStd((2,))
+    rms.update(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]), 5)
+    other = RunningMeanStd((2,))
+    other.load_state_dict(rms.state_dict())
+    assert_close(other.mean, torch.tensor([1.0, 2.0]))
+    assert_close(other.var, torch.tensor([3.0, 4.0]))
+    assert_close(other.count, torch.tensor(5.0, dtype=torch.float64))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -77,3 +78,24 @@ def main(args: list[str] | None = None) -> CLI:
             raise
         print(f"error: {config_error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def model_from_config(path: str, **overrides: Any) -> PolicyGradient:
+    """The model a YAML config describes (``model.class_path`` / ``init_args``), with overrides.
+
+    For scripts and tests that want a config's agent without the CLI, e.g.
+    ``model_from_config("configs/cartpole_ppo.yaml", seed=3)``.
+    """
+    import importlib
+
+    import yaml
+
+    with open(path) as f:
+        config = yaml.safe_load(f)
+    try:
+        model = config["model"]
+        module_name, _, class_name = model["class_path"].rpartition(".")
+    except (KeyError, TypeError):
+        raise ConfigError(f"{path}: needs model.class_path (and model.init_args)") from None
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**{**model.get("init_args", {}), **overrides})

@@ -1,0 +1,75 @@
+"""train.py end to end: offline W&B by default, YAML configs, one-line errors for bad settings."""
+
+import glob
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(tmp_path, *args, timeout=240):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), WANDB_SILENT="true")  # no ~/.netrc, so no API key
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def wandb_history(run_file: str) -> dict[str, list[float]]:
+    """Metric values from an offline run's .wandb log (history items are key / JSON value pairs)."""
+    data = Path(run_file).read_bytes()
+    history: dict[str, list[float]] = {}
+    for key, value in re.findall(rb"\x12.((?:train|val)/\w+)\x82\x01.([-0-9.e]+)", data, re.S):
+        history.setdefault(key.decode(), []).append(float(value))
+    return history
+
+
+def test_default_run_logs_to_offline_wandb_and_checkpoints(tmp_path):
+    result = train(tmp_path, "--config", str(ROOT / "configs/cartpole_reinforce.yaml"),
+                   "--model.max_env_steps", "1500", "--trainer.enable_progress_bar", "false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "W&B: no API key configured, logging offline" in result.stdout + result.stderr
+    runs = glob.glob(str(tmp_path / "runs/wandb/offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    history = wandb_history(runs[0])
+    for key in ("train/episode_return", "train/return_last100", "train/loss", "train/entropy",
+                "train/env_steps", "train/episodes", "train/steps_per_second"):
+        assert history.get(key), key
+    assert history["train/env_steps"] == sorted(history["train/env_steps"])
+    assert history["train/env_steps"][-1] >= 1500
+    assert glob.glob(str(tmp_path / "runs/pg_lightning/*/checkpoints/last.ckpt"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.gamma", "1.5"], "error: gamma must be in [0, 1], got 1.5"),
+        (["--model.env_id", "NoSuchEnv-v0"], "error: unknown env_id 'NoSuchEnv-v0'"),
+        (["--model.hidden_sizes", "[0]"], "error: hidden_sizes must be positive integers, got [0]"),
+    ],
+)
+def test_bad_settings_exit_nonzero_with_one_line_and_leave_nothing(tmp_path, args, message):
+    result = train(tmp_path, *args, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs" / "wandb").exists()
+    assert not glob.glob(str(tmp_path / "runs/**/*.ckpt"), recursive=True)
+
+
+def test_unknown_config_key_is_rejected(tmp_path):
+    result = train(tmp_path, "--model.no_such_option", "3", timeout=120)
+    assert result.returncode != 0 and "no_such_option" in result.stderr
+
+
+def test_help_lists_the_options(tmp_path):
+    result = train(tmp_path, "--help", timeout=120)
+    assert result.returncode == 0
+    for option in ("--trainer.accelerator", "--model", "--config", "--ckpt_path"):
+        assert option in result.stdout

@@ -93,8 +93,7 @@ class EnvStepProgressBar(ProgressBar):
             "updates": trainer.global_step if pl_module.automatic_optimization else trainer.current_epoch + 1,
             "episodes": pl_module.episodes,
         }
-        for key, label in (("train/episode_return", "return"), ("train/return_last100", "last100"),
-                           ("val/episode_return", "val")):
+        for key, label in (("train/return_last100", "last100"), ("val/episode_return", "val")):
             if key in metrics:
                 postfix[label] = f"{float(metrics[key]):.1f}"
         self._bar.set_postfix(postfix, refresh=True)

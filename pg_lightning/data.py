@@ -15,10 +15,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning.envs import Vectorization, make_vector_env, rng_states, set_rng_states
+from pg_lightning.errors import ConfigError
+from pg_lightning.policies import ActorCritic, Sampler
 
 
 @dataclass
@@ -53,9 +55,9 @@ _STEP_FIELDS = [f.name for f in fields(Batch)][:7]
 class Collector:
     """Plays a policy in ``num_envs`` gymnasium envs and records transitions.
 
-    Env ``i`` is seeded with ``seed + i``; actions are sampled from a torch generator seeded from
-    ``seed``, so a collector's stream depends on its seed alone. Box actions are clipped to the
-    space's bounds before ``env.step`` (the unclipped sample is what is recorded).
+    Env ``i`` is seeded with ``seed + i``; actions are sampled with a numpy generator seeded from
+    ``seed`` as well, so a collector's stream depends on its seed alone. Box actions are clipped
+    to the space's bounds before ``env.step``; the unclipped sample is what is recorded.
     """
 
     def __init__(
@@ -72,117 +74,91 @@ class Collector:
         space = self.env.single_action_space
         self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
         self.recent_returns: deque[float] = deque(maxlen=window)
-        self._generator: torch.Generator | None = None
-        self._generator_state: Tensor | None = None
-        self._burn_draw = False
+        self.rng = np.random.default_rng([seed, 0x5A3])  # not the envs' own streams
+        self._replay_draw = False
         self._obs, _ = self.env.reset(seed=seed)
         self._autoreset = np.zeros(num_envs, dtype=bool)
-        self._rows: list[dict[str, np.ndarray]] = []  # steps of episodes still in progress
+        self._rows: list[tuple[np.ndarray, ...]] = []  # steps of episodes still in progress
         self._starts = np.zeros(num_envs, dtype=np.int64)  # where each env's episode starts in _rows
+        self._returns: list[float] = []  # episodes finished during the current batch
+        self._lengths: list[int] = []
 
-    def _generator_for(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device).manual_seed(self.seed)
-            if self._generator_state is not None:
-                self._generator.set_state(self._generator_state)
-                self._generator_state = None
-        return self._generator
-
-    def _step(self, policy: nn.Module, device: torch.device) -> tuple[dict[str, np.ndarray], Any]:
-        generator = self._generator_for(device)
-        obs = torch.as_tensor(self._obs, device=device)
-        if self._burn_draw:  # replay the action draw of the autoreset step a resume skipped
-            policy.act(obs, generator)
-            self._burn_draw = False
-        actions = policy.act(obs, generator).cpu().numpy()
+    def _step(self, sample: Sampler) -> tuple[np.ndarray, ...]:
+        """One step of every env; the row follows ``_STEP_FIELDS``."""
+        if self._replay_draw:  # the action draw of the autoreset step a resume skipped
+            sample(self._obs, self.rng)
+            self._replay_draw = False
+        obs = self._obs
+        actions = sample(obs, self.rng)
         env_actions = np.clip(actions, *self._bounds) if self._bounds is not None else actions
         next_obs, rewards, terminated, truncated, info = self.env.step(env_actions)
-        row = {
-            "observations": self._obs,
-            "actions": actions,
-            "rewards": rewards,
-            "terminated": terminated,
-            "truncated": truncated,
-            "mask": ~self._autoreset,
-            "next_observations": next_obs,
-        }
+        mask = ~self._autoreset
         self._autoreset = terminated | truncated
         self._obs = next_obs
-        return row, info
+        if "episode" in info:
+            ended = info["_episode"]
+            returns = info["episode"]["r"][ended].tolist()
+            self._returns += returns
+            self._lengths += info["episode"]["l"][ended].tolist()
+            self.recent_returns.extend(returns)
+        return obs, actions, rewards, terminated, truncated, mask, next_obs
 
-    def _record(self, info: dict, returns: list[float], lengths: list[int]) -> None:
-        if "episode" not in info:
-            return
-        ended = info["_episode"]
-        r, ln = info["episode"]["r"][ended].tolist(), info["episode"]["l"][ended].tolist()
-        returns += r
-        lengths += ln
-        self.recent_returns.extend(r)
-
-    @staticmethod
-    def _batch(rows: dict[str, np.ndarray], returns: list[float], lengths: list[int]) -> Batch:
-        tensors = {k: torch.as_tensor(v) for k, v in rows.items()}
-        for k in ("rewards", "observations", "next_observations"):
-            if tensors[k].is_floating_point():
-                tensors[k] = tensors[k].float()
-        return Batch(
-            **tensors,
-            episode_returns=torch.tensor(returns, dtype=torch.float32),
-            episode_lengths=torch.tensor(lengths, dtype=torch.float32),
+    def _batch(self, columns: list[np.ndarray]) -> Batch:
+        tensors = [torch.from_numpy(np.ascontiguousarray(c)) for c in columns]
+        for i in (0, 2, 6):  # observations, rewards, next_observations as float32
+            tensors[i] = tensors[i].float()
+        batch = Batch(
+            *tensors,
+            episode_returns=torch.tensor(self._returns, dtype=torch.float32),
+            episode_lengths=torch.tensor(self._lengths, dtype=torch.float32),
         )
+        self._returns, self._lengths = [], []
+        return batch
 
-    def rollout(self, policy: nn.Module, n_steps: int) -> Batch:
+    def rollout(self, policy: ActorCritic, n_steps: int) -> Batch:
         """The next ``n_steps`` steps of every env, ``[n_steps, num_envs, ...]``."""
-        device = next(policy.parameters()).device
-        returns: list[float] = []
-        lengths: list[int] = []
-        rows = []
-        with torch.inference_mode():
-            for _ in range(n_steps):
-                row, info = self._step(policy, device)
-                rows.append(row)
-                self._record(info, returns, lengths)
-        return self._batch({k: np.stack([r[k] for r in rows]) for k in _STEP_FIELDS}, returns, lengths)
+        sample = policy.sampler()
+        rows = [self._step(sample) for _ in range(n_steps)]
+        return self._batch([np.stack(column) for column in zip(*rows)])
 
-    def episodes(self, policy: nn.Module, min_episodes: int) -> Batch:
+    def episodes(self, policy: ActorCritic, min_episodes: int) -> Batch:
         """Whole episodes, laid end to end as ``[T, 1, ...]``, at least ``min_episodes`` of them.
 
         With several envs, all episodes that end on the step the count is reached are included,
         and episodes still running carry over to the next batch (dropping them would bias the
         batch towards short episodes).
         """
-        device = next(policy.parameters()).device
-        returns: list[float] = []
-        lengths: list[int] = []
+        sample = policy.sampler()
         finished: list[tuple[int, int, int]] = []  # (env, first row, last row)
-        with torch.inference_mode():
-            while len(finished) < min_episodes:
-                row, info = self._step(policy, device)
-                self._rows.append(row)
-                self._record(info, returns, lengths)
+        while len(finished) < min_episodes:
+            row = self._step(sample)
+            self._rows.append(row)
+            ended = row[5] & self._autoreset  # real transitions that ended an episode
+            if ended.any():
                 t = len(self._rows) - 1
-                for i in np.flatnonzero(row["mask"] & (row["terminated"] | row["truncated"])):
+                for i in np.flatnonzero(ended):
                     finished.append((int(i), int(self._starts[i]), t))
                     self._starts[i] = t + 1
-        stacked = {k: np.stack([r[k] for r in self._rows]) for k in _STEP_FIELDS}
+        columns = [np.stack(column) for column in zip(*self._rows)]
+        mask = columns[5]
         pieces = []
         for i, first, last in finished:
-            keep = stacked["mask"][first : last + 1, i]
-            pieces.append({k: v[first : last + 1, i][keep] for k, v in stacked.items()})
-        episode_rows = {k: np.concatenate([p[k] for p in pieces])[:, None] for k in _STEP_FIELDS}
+            keep = first + np.flatnonzero(mask[first : last + 1, i])  # drop the autoreset row
+            pieces.append(keep * self.num_envs + i)
+        flat = np.concatenate(pieces)
+        episode_columns = [c.reshape(-1, *c.shape[2:])[flat][:, None] for c in columns]
         keep_from = int(self._starts.min())
         self._rows = self._rows[keep_from:]
         self._starts -= keep_from
-        return self._batch(episode_rows, returns, lengths)
+        return self._batch(episode_columns)
 
     def state_dict(self) -> dict[str, Any]:
-        """What resuming needs beyond the weights: RNG states and the returns window."""
-        generator = self._generator.get_state() if self._generator is not None else None
+        """What resuming needs beyond the weights: RNG states and the returns window (plain types)."""
         return {
             "seed": self.seed,
             "num_envs": self.num_envs,
             "recent_returns": list(self.recent_returns),
-            "generator": generator if generator is not None else self._generator_state,
+            "rng": self.rng.bit_generator.state,
             "env_rng": rng_states(self.env),
             "autoreset": self._autoreset.tolist(),
         }
@@ -195,15 +171,15 @@ class Collector:
         the uninterrupted run does next, so the resumed run is identical to it.
         """
         if state["num_envs"] != self.num_envs:
-            raise ValueError(f"checkpoint has {state['num_envs']} envs, this run {self.num_envs}")
+            raise ConfigError(f"checkpoint has {state['num_envs']} envs per process, this run {self.num_envs}")
         self.recent_returns.clear()
         self.recent_returns.extend(state["recent_returns"])
-        self._generator, self._generator_state = None, state["generator"]
+        self.rng.bit_generator.state = state["rng"]
         set_rng_states(self.env, state["env_rng"])
         self._obs, _ = self.env.reset()
         self._autoreset[:] = False
         self._rows, self._starts[:] = [], 0
-        self._burn_draw = bool(np.all(state["autoreset"]))
+        self._replay_draw = all(state["autoreset"])
 
     def close(self) -> None:
         self.env.close()
@@ -212,7 +188,7 @@ class Collector:
 class EpisodeDataset(IterableDataset):
     """Yields one batch of ``episodes_per_batch`` whole episodes played by ``policy``'s current weights."""
 
-    def __init__(self, collector: Collector, policy: nn.Module, episodes_per_batch: int = 1):
+    def __init__(self, collector: Collector, policy: ActorCritic, episodes_per_batch: int = 1):
         self.collector, self.policy, self.episodes_per_batch = collector, policy, episodes_per_batch
 
     def __iter__(self):
@@ -222,7 +198,7 @@ class EpisodeDataset(IterableDataset):
 class RolloutDataset(IterableDataset):
     """Yields one ``n_steps × num_envs`` rollout played by ``policy``'s current weights."""
 
-    def __init__(self, collector: Collector, policy: nn.Module, n_steps: int):
+    def __init__(self, collector: Collector, policy: ActorCritic, n_steps: int):
         self.collector, self.policy, self.n_steps = collector, policy, n_steps
 
     def __iter__(self):

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers.vector import RecordEpisodeStatistics
+from gymnasium.wrappers import RecordEpisodeStatistics
+from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
 from pg_lightning.errors import ConfigError
 
@@ -45,16 +46,23 @@ def make_vector_env(
     """``num_envs`` copies of ``env_id`` behind gymnasium's vector API, recording episode stats.
 
     ``auto`` uses the env's own vectorised implementation (``vector_entry_point``, e.g. CartPole's
-    numpy version) when it has one and a synchronous vector env otherwise. Autoreset is gymnasium's
-    default next-step mode: the step after an episode ends is a reset, not a transition.
+    numpy version) when it has one and there are at least 4 envs (below that a synchronous
+    vector env is faster: 24 vs 43 µs per step for one CartPole), a synchronous one otherwise.
+    Autoreset is gymnasium's default next-step mode: the step after an episode ends is a reset,
+    not a transition. Episode statistics come from ``RecordEpisodeStatistics``, on each sub-env
+    (cheaper) or on the vector env when it is natively vectorised.
     """
     spec = env_spec(env_id)
     if vectorization == "auto":
-        vectorization = "vector_entry_point" if spec.vector_entry_point else "sync"
-    env = gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode=vectorization, **(env_kwargs or {})
+        native = spec.vector_entry_point is not None and num_envs >= 4
+        vectorization = "vector_entry_point" if native else "sync"
+    if vectorization == "vector_entry_point":
+        env = gym.make_vec(env_id, num_envs, vectorization_mode=vectorization, **(env_kwargs or {}))
+        return VectorRecordEpisodeStatistics(env)
+    return gym.make_vec(
+        env_id, num_envs, vectorization_mode=vectorization, wrappers=[RecordEpisodeStatistics],
+        **(env_kwargs or {}),
     )
-    return RecordEpisodeStatistics(env)
 
 
 def _generators(env: gym.vector.VectorEnv) -> list[np.random.Generator]:

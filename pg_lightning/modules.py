@@ -106,7 +106,7 @@ class PolicyGradient(L.LightningModule):
         self.episodes = 0
         self.collector: Collector | None = None
         self._collector_state: dict[str, Any] | None = None
-        self._clock = 0.0
+        self._clock = (0.0, 0)
 
     # ---- data -------------------------------------------------------------------------------
     @property
@@ -142,7 +142,8 @@ class PolicyGradient(L.LightningModule):
 
     # ---- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        # the fused kernel is ~3x faster than the per-tensor loop on small networks
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, fused=self.device.type in ("cpu", "cuda"))
 
     @property
     def progress(self) -> float:
@@ -157,7 +158,9 @@ class PolicyGradient(L.LightningModule):
                     group["lr"] = self.hparams.lr * (1.0 - self.progress)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.hparams.max_grad_norm is not None and self.automatic_optimization:
+        # Runs in automatic and manual optimisation, after AMP unscaling; torch's clip directly is
+        # ~4x cheaper per call than Lightning's clip_gradients on small networks.
+        if self.hparams.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.max_grad_norm)
 
     def scaled_rewards(self, batch: Batch) -> Tensor:
@@ -195,45 +198,51 @@ class PolicyGradient(L.LightningModule):
 
     # ---- metrics ----------------------------------------------------------------------------
     def on_train_start(self) -> None:
-        self._clock = time.perf_counter()
+        self._clock = (time.perf_counter(), self.env_steps)  # start of the steps/s interval
 
     def log_metrics(self, batch: Batch, metrics: dict[str, Tensor]) -> None:
-        """Log the update's ``metrics`` (``train/<name>``) and the episode statistics of ``batch``."""
+        """Count the batch's steps and episodes (over all processes) and log ``train/*``.
+
+        ``train/return_last100`` (progress bar, StopWhenSolved, checkpoint selection) is logged
+        every update. The rest is logged when the Trainer writes logs (``log_every_n_steps``):
+        Lightning's per-key logging costs ~0.15 ms, more than a CartPole update. Episode return
+        and length are the means over the episodes finished since the previous write, and
+        steps/s covers the same interval.
+        """
         reduce = self.trainer.strategy.reduce if self._trainer else (lambda t, reduce_op: t)
-        counts = reduce(
-            torch.tensor([batch.num_steps, len(batch.episode_returns)], dtype=torch.float64,
-                         device=self.device),
-            reduce_op="sum",
-        ).tolist()
-        self.env_steps += int(counts[0])
-        self.episodes += int(counts[1])
-        now = time.perf_counter()
-        logged = {f"train/{k}": v.detach() for k, v in metrics.items()}
-        logged["train/env_steps"] = float(self.env_steps)
-        logged["train/episodes"] = float(self.episodes)
-        logged["train/steps_per_second"] = counts[0] / max(now - self._clock, 1e-9)
-        self._clock = now
-        logged["train/learning_rate"] = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+        counts = torch.tensor([batch.num_steps, len(batch.episode_returns)], dtype=torch.float64)
+        steps, episodes = reduce(counts.to(self.device), reduce_op="sum").tolist()
+        self.env_steps += int(steps)
+        self.episodes += int(episodes)
+        budget = self.hparams.max_env_steps
+        if budget is not None and self.env_steps >= budget:
+            self.trainer.should_stop = True
         self.episode_return.update(batch.episode_returns)
         self.episode_length.update(batch.episode_lengths)
-        episode_return = self.episode_return.compute()  # mean over all processes' episodes
-        episode_length = self.episode_length.compute()
-        self.episode_return.reset()
-        self.episode_length.reset()
-        if torch.isfinite(episode_return):  # some episode ended in this batch (on some process)
-            self.log("train/episode_return", episode_return, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-            self.log("train/episode_length", episode_length, on_step=True, on_epoch=False, batch_size=1)
         window = self.collector.recent_returns if self.collector is not None else ()
         if window:
             self.log("train/return_last100", float(np.mean(window)), prog_bar=True, on_step=True,
                      on_epoch=False, batch_size=1, sync_dist=True)
+        if not self.trainer._logger_connector.should_update_logs:
+            return
+        now = time.perf_counter()
+        logged = {f"train/{k}": v.detach() for k, v in metrics.items()}
+        logged["train/env_steps"] = float(self.env_steps)
+        logged["train/episodes"] = float(self.episodes)
+        logged["train/steps_per_second"] = (self.env_steps - self._clock[1]) / max(now - self._clock[0], 1e-9)
+        logged["train/learning_rate"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self._clock = (now, self.env_steps)
+        episode_return = self.episode_return.compute()  # over all processes' episodes
+        episode_length = self.episode_length.compute()
+        self.episode_return.reset()
+        self.episode_length.reset()
+        if torch.isfinite(episode_return):  # some episode ended since the last write
+            logged["train/episode_return"] = episode_return
+            logged["train/episode_length"] = episode_length
+        self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
         self._update_statistics(batch)
-        budget = self.hparams.max_env_steps
-        if budget is not None and self.env_steps >= budget:
-            self.trainer.should_stop = True
 
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -513,15 +522,14 @@ class PPO(ActorCriticBase):
         clip_range = hp.clip_range * (1.0 - self.progress) if hp.anneal_clip_range else hp.clip_range
         history: list[dict[str, Tensor]] = []
         for _ in range(hp.update_epochs):
-            order = torch.randperm(size, generator=self.shuffle).to(self.device)
+            # a full-batch epoch needs no shuffle: its gradient does not depend on the order
+            order = torch.randperm(size, generator=self.shuffle).to(self.device) if minibatch < size else None
             for start in range(0, size, minibatch):
-                index = order[start : start + minibatch]
-                terms = self.minibatch_losses(*(d[index] for d in data), clip_range=clip_range)
+                part = data if order is None else [d[order[start : start + minibatch]] for d in data]
+                terms = self.minibatch_losses(*part, clip_range=clip_range)
                 optimizer.zero_grad()
                 self.manual_backward(terms["loss"])
-                if hp.max_grad_norm is not None:
-                    self.clip_gradients(optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
-                optimizer.step()
+                optimizer.step()  # gradient clipping: on_before_optimizer_step
                 history.append(terms)
             if hp.target_kl is not None and history[-1]["approx_kl"] > hp.target_kl:
                 break

@@ -27,6 +27,15 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def draw(head, params, seed):
+    """Samples from a head's numpy sampler, as a tensor."""
+    return torch.as_tensor(head.numpy_sampler()(params.numpy(), rng(seed)))
+
+
 # --------------------------------------------------------------------------------------------
 # heads vs torch.distributions
 # --------------------------------------------------------------------------------------------
@@ -92,7 +101,7 @@ def test_multidiscrete_head_matches_independent_categoricals():
     mode = head.mode(params)
     assert mode.shape == (40, 3)
     assert_close(mode, torch.stack([d.probs.argmax(-1) for d in dists], -1))
-    sample = head.sample(params, generator=gen(3))
+    sample = draw(head, params, 3)
     assert sample.shape == (40, 3)
     assert ((sample >= 0) & (sample < torch.tensor([3, 4, 2]))).all()
 
@@ -102,7 +111,7 @@ def test_categorical_head_sampling_frequencies_match_softmax():
     logits = torch.tensor([0.5, -1.0, 1.2, 0.0])
     n = 20000
     params = logits.expand(n, 4)
-    samples = head.sample(params, generator=gen(123))
+    samples = draw(head, params, 123)
     assert samples.shape == (n,)
     freqs = torch.bincount(samples, minlength=4).float() / n
     assert_close(freqs, logits.softmax(-1), atol=0.02, rtol=0)
@@ -112,7 +121,7 @@ def test_multidiscrete_sampling_frequencies_per_component():
     head = CategoricalHead([2, 3], multi=True)
     logits = torch.tensor([1.0, -0.5, 0.2, 0.9, -1.5])
     n = 20000
-    samples = head.sample(logits.expand(n, 5), generator=gen(7))
+    samples = draw(head, logits.expand(n, 5), 7)
     f0 = torch.bincount(samples[:, 0], minlength=2).float() / n
     f1 = torch.bincount(samples[:, 1], minlength=3).float() / n
     assert_close(f0, logits[:2].softmax(-1), atol=0.02, rtol=0)
@@ -122,16 +131,16 @@ def test_multidiscrete_sampling_frequencies_per_component():
 def test_sampling_is_deterministic_given_generator():
     head = CategoricalHead([6], multi=False)
     params = torch.randn(500, 6, generator=gen(0))
-    a = head.sample(params, generator=gen(42))
-    b = head.sample(params, generator=gen(42))
-    c = head.sample(params, generator=gen(43))
+    a = draw(head, params, 42)
+    b = draw(head, params, 42)
+    c = draw(head, params, 43)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
     g_head = GaussianHead(2, 0.0)
     mu = torch.randn(500, 2, generator=gen(1))
-    assert torch.equal(g_head.sample(mu, gen(5)), g_head.sample(mu, gen(5)))
-    assert not torch.equal(g_head.sample(mu, gen(5)), g_head.sample(mu, gen(6)))
+    assert torch.equal(draw(g_head, mu, 5), draw(g_head, mu, 5))
+    assert not torch.equal(draw(g_head, mu, 5), draw(g_head, mu, 6))
 
 
 def test_gaussian_head_sample_moments():
@@ -139,7 +148,7 @@ def test_gaussian_head_sample_moments():
     with torch.no_grad():
         head.log_std.copy_(torch.tensor([0.0, np.log(3.0)]))
     mu = torch.tensor([1.0, -2.0]).expand(20000, 2)
-    s = head.sample(mu, generator=gen(0))
+    s = draw(head, mu, 0)
     assert_close(s.mean(0), torch.tensor([1.0, -2.0]), atol=0.1, rtol=0)
     assert_close(s.std(0), torch.tensor([1.0, 3.0]), atol=0.1, rtol=0)
 
@@ -285,10 +294,10 @@ def test_actor_critic_deterministic_act_is_argmax_discrete():
     model = ActorCritic(CARTPOLE_OBS, gym.spaces.Discrete(5))
     obs = torch.randn(50, 4, generator=gen(0))
     logits = model.actor_out(model.trunk(obs))
-    assert torch.equal(model.act(obs, deterministic=True), logits.argmax(-1))
-    # sampled actions are in range and reproducible with a generator
-    a1 = model.act(obs, generator=gen(9))
-    assert torch.equal(a1, model.act(obs, generator=gen(9)))
+    assert torch.equal(model(obs), logits.argmax(-1))
+    # sampled actions are in range and reproducible with a seeded generator
+    a1 = model.sampler()(obs.numpy(), rng(9))
+    assert np.array_equal(a1, model.sampler()(obs.numpy(), rng(9)))
     assert ((a1 >= 0) & (a1 < 5)).all()
 
 
@@ -298,9 +307,8 @@ def test_actor_critic_deterministic_act_is_mean_gaussian():
     obs = torch.randn(8, 4, generator=gen(0))
     mean = model.actor_out(model.trunk(obs))
     assert mean.shape == (8, 2)
-    assert_close(model.act(obs, deterministic=True), mean)
     assert_close(model(obs), mean)
-    sample = model.act(obs, generator=gen(1))
+    sample = torch.as_tensor(model.sampler()(obs.numpy(), rng(1)))
     assert not torch.allclose(sample, mean)
     lp, ent, _ = model.evaluate(obs, sample)
     normal = Normal(mean, torch.full((2,), -1.0).exp())
@@ -368,3 +376,28 @@ def test_running_mean_std_statistics_travel_in_state_dict():
     assert_close(other.mean, torch.tensor([1.0, 2.0]))
     assert_close(other.var, torch.tensor([3.0, 4.0]))
     assert_close(other.count, torch.tensor(5.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "silu"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_numpy_sampler_runs_the_same_network_as_torch(activation, normalize):
+    """The collector's numpy copy of the actor must compute exactly the torch actor's outputs."""
+    model = ActorCritic(CARTPOLE_OBS, gym.spaces.Box(-1.0, 1.0, (3,)), hidden_sizes=(16, 8),
+                        activation=activation, normalize_observations=normalize, log_std_init=-30.0)
+    if normalize:
+        model.obs_rms.update(torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([4.0, 0.25, 1.0, 9.0]), 100)
+    obs = torch.randn(64, 4, generator=gen(0)) * 3
+    # with a vanishing std the sample is the mean, i.e. the network's output
+    sample = model.sampler()(obs.numpy(), rng(0))
+    assert_close(torch.as_tensor(sample), model(obs), atol=1e-5, rtol=1e-5)
+
+
+def test_numpy_sampler_is_a_frozen_copy():
+    model = ActorCritic(CARTPOLE_OBS, gym.spaces.Box(-1.0, 1.0, (2,)), log_std_init=-30.0)
+    obs = np.ones((1, 4), np.float32)
+    sampler = model.sampler()
+    before = sampler(obs, rng(0))
+    with torch.no_grad():
+        model.actor_out.bias.add_(1.0)
+    assert np.allclose(sampler(obs, rng(0)), before)  # the weights it saw, not the live ones
+    assert np.allclose(model.sampler()(obs, rng(0)), before + 1.0, atol=1e-5)

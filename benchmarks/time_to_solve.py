@@ -1,0 +1,127 @@
+"""Seconds and env steps to solve a config, per seed and as medians, with a time breakdown.
+
+Solved = mean return of the last 100 finished training episodes ≥ the env's reward threshold
+(475 for CartPole-v1). Seconds are counted after imports (env and model construction included);
+"process" adds this process's start-up and imports. One torch thread.
+
+    python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5
+"""
+
+from __future__ import annotations
+
+import time
+
+PROCESS_START = time.perf_counter()
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from pg_lightning import StopWhenSolved  # noqa: E402
+from pg_lightning.cli import model_from_config  # noqa: E402
+from pg_lightning.data import Collector  # noqa: E402
+from pg_lightning.modules import PolicyGradient  # noqa: E402
+
+IMPORTS_DONE = time.perf_counter()
+
+
+class Stopwatch:
+    """Accumulates wall time of wrapped methods (collection, updates, logging) by category.
+
+    Categories may nest (logging happens inside the update); a category already running is not
+    counted twice.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._running: set[str] = set()
+
+    @contextmanager
+    def measure(self, category: str):
+        if category in self._running:
+            yield
+            return
+        self._running.add(category)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[category] += time.perf_counter() - start
+            self._running.discard(category)
+
+    def wrap(self, cls, name: str, category: str) -> None:
+        original = getattr(cls, name)
+
+        def timed(*args, **kwargs):
+            with self.measure(category):
+                return original(*args, **kwargs)
+
+        setattr(cls, name, timed)
+
+
+def run(config: str, seed: int, max_env_steps: int | None, watch: Stopwatch) -> dict:
+    watch.seconds.clear()
+    start = time.perf_counter()
+    model = model_from_config(config, seed=seed, **({"max_env_steps": max_env_steps} if max_env_steps else {}))
+    solved = StopWhenSolved()
+    trainer = L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, callbacks=[solved],
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model)
+    total = time.perf_counter() - start
+    # log_metrics runs inside the update; report it on its own
+    updates = watch.seconds["update"] - watch.seconds["logging"]
+    return {
+        "seed": seed,
+        "solved": solved.solved_at is not None,
+        "env_steps": model.env_steps,
+        "seconds": total,
+        "steps_per_second": model.env_steps / total,
+        "collection": watch.seconds["collection"],
+        "updates": updates,
+        "logging": watch.seconds["logging"],
+        "other": total - watch.seconds["collection"] - watch.seconds["update"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    parser.add_argument("--max-env-steps", type=int, default=None, help="override the budget")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    watch = Stopwatch()
+    watch.wrap(Collector, "episodes", "collection")
+    watch.wrap(Collector, "rollout", "collection")
+    watch.wrap(L.LightningModule, "log_dict", "logging")
+    watch.wrap(L.LightningModule, "log", "logging")
+    for cls in PolicyGradient.__subclasses__() + [c for s in PolicyGradient.__subclasses__() for c in s.__subclasses__()]:
+        if "training_step" in vars(cls):
+            watch.wrap(cls, "training_step", "update")
+    watch.wrap(PolicyGradient, "training_step", "update")
+
+    results = []
+    header = f"{'seed':>4} {'solved':>6} {'env steps':>10} {'s':>7} {'steps/s':>8} {'collect':>8} {'update':>7} {'log':>6} {'other':>6}"
+    print(f"{args.config}  (torch {torch.__version__}, lightning {L.__version__}, 1 thread)")
+    print(header)
+    for seed in range(args.seeds):
+        r = run(args.config, seed, args.max_env_steps, watch)
+        results.append(r)
+        print(f"{r['seed']:>4} {str(r['solved']):>6} {r['env_steps']:>10} {r['seconds']:>7.2f} "
+              f"{r['steps_per_second']:>8.0f} {r['collection']:>8.2f} {r['updates']:>7.2f} "
+              f"{r['logging']:>6.2f} {r['other']:>6.2f}", flush=True)
+    med = lambda k: statistics.median(r[k] for r in results)  # noqa: E731
+    print(f"median: solved {sum(r['solved'] for r in results)}/{len(results)}, "
+          f"{med('env_steps'):.0f} env steps, {med('seconds'):.2f} s after imports "
+          f"(imports {IMPORTS_DONE - PROCESS_START:.2f} s), {med('steps_per_second'):.0f} steps/s; "
+          f"collection {med('collection'):.2f} s, updates {med('updates'):.2f} s, "
+          f"logging {med('logging'):.2f} s, other {med('other'):.2f} s")
+    print(f"whole process: {time.perf_counter() - PROCESS_START:.1f} s for {len(results)} runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -42,7 +42,8 @@ class WandbLogger(_WandbLogger):
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if not self._axes_defined:
-            for prefix in ("train", "val"):
-                self.experiment.define_metric(f"{prefix}/*", step_metric="train/env_steps")
+            for prefix in ("train", "val", "test"):
+                self.experiment.define_metric(f"{prefix}/env_steps")
+                self.experiment.define_metric(f"{prefix}/*", step_metric=f"{prefix}/env_steps")
             self._axes_defined = True
         super().log_metrics(metrics, step)

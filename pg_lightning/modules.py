@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -17,6 +18,7 @@ from torchmetrics import MeanMetric
 from pg_lightning import losses
 from pg_lightning.data import Batch, Collector, EpisodeDataset, RolloutDataset
 from pg_lightning.errors import ConfigError, require
+from pg_lightning.evaluation import EVAL_SEED_OFFSET, EvaluationDataset, evaluate
 from pg_lightning.envs import Vectorization, env_spec, probe_spaces
 from pg_lightning.policies import ActorCritic, RunningMeanStd
 from pg_lightning.returns import discounted_returns, gae, normalize, running_returns
@@ -48,6 +50,10 @@ class PolicyGradient(L.LightningModule):
         log_std_init: initial log standard deviation of Gaussian (Box) policies.
         seed: seeds the network, every env (``seed + rank * num_envs + i``) and action sampling.
         max_env_steps: env-step budget over all processes; ``None`` for no budget.
+        eval_every: evaluate every this many updates during ``fit`` (0: only in ``validate`` /
+            ``test``); sets the Trainer's ``check_val_every_n_epoch``.
+        eval_episodes: deterministic-policy episodes per evaluation, in a separately seeded env.
+        record_video: record the first evaluation episode as an mp4 (and log it to W&B).
     """
 
     def __init__(
@@ -70,6 +76,9 @@ class PolicyGradient(L.LightningModule):
         log_std_init: float = 0.0,
         seed: int = 0,
         max_env_steps: int | None = None,
+        eval_every: int = 0,
+        eval_episodes: int = 10,
+        record_video: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -87,6 +96,8 @@ class PolicyGradient(L.LightningModule):
         require(max_grad_norm is None or max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
         require(max_env_steps is None or max_env_steps > 0, f"max_env_steps must be > 0 or None, got {max_env_steps}")
         require(not anneal_lr or max_env_steps is not None, "anneal_lr needs max_env_steps (the schedule's length)")
+        require(eval_every >= 0, f"eval_every must be >= 0, got {eval_every}")
+        require(eval_episodes >= 1, f"eval_episodes must be >= 1, got {eval_episodes}")
         require(vectorization in ("auto", "vector_entry_point", "sync", "async"),
                  f"vectorization must be auto, vector_entry_point, sync or async, got {vectorization!r}")
         self.env_spec = env_spec(env_id)
@@ -139,6 +150,55 @@ class PolicyGradient(L.LightningModule):
             self._collector_state = self.collector.state_dict()  # a later save or fit continues it
             self.collector.close()
             self.collector = None
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.eval_every:
+            self.trainer.check_val_every_n_epoch = self.hparams.eval_every
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.trainer.state.fn == "fit" and not self.hparams.eval_every:
+            return []  # no evaluation during fit: Lightning skips the loop entirely
+        return DataLoader(EvaluationDataset(self._play_evaluation), batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(EvaluationDataset(self._play_evaluation), batch_size=None)
+
+    def _play_evaluation(self) -> dict[str, Any]:
+        hp = self.hparams
+        rank = self.global_rank if self._trainer is not None else 0
+        video = None
+        if hp.record_video and rank == 0:
+            root = self.trainer.log_dir or self.trainer.default_root_dir
+            video = Path(root) / "videos"
+        return evaluate(
+            self.policy, hp.env_id, hp.eval_episodes, hp.seed + EVAL_SEED_OFFSET + rank * hp.eval_episodes,
+            hp.env_kwargs, video, video_prefix=f"update{self.current_epoch}",
+        )
+
+    def _log_evaluation(self, results: dict[str, Tensor], prefix: str) -> None:
+        returns = results["returns"]
+        self.log_dict(
+            {
+                f"{prefix}/episode_return_std": returns.std(correction=0),
+                f"{prefix}/episode_length": results["lengths"].mean(),
+                f"{prefix}/env_steps": float(self.env_steps),
+            },
+            sync_dist=True, batch_size=len(returns),
+        )
+        self.log(f"{prefix}/episode_return", returns.mean(), prog_bar=True, sync_dist=True, batch_size=len(returns))
+        if self.hparams.record_video and self.global_rank == 0:
+            videos = sorted((Path(self.trainer.log_dir or self.trainer.default_root_dir) / "videos").glob(
+                f"update{self.current_epoch}-*.mp4"))
+            for logger in self.loggers:
+                if videos and hasattr(logger, "log_video"):
+                    logger.log_video(f"{prefix}/video", [str(videos[-1])])
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._log_evaluation(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._log_evaluation(batch, "test")
 
     # ---- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:

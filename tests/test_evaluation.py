@@ -1,0 +1,70 @@
+"""Evaluation: deterministic, separately seeded episodes; validate/test loops; videos."""
+
+import importlib.util
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from pg_lightning import PPO, Reinforce
+from pg_lightning.evaluation import evaluate
+
+
+def test_evaluation_is_repeatable_and_deterministic():
+    module = Reinforce(seed=0)
+    a = evaluate(module.policy, "CartPole-v1", episodes=4, seed=10)
+    b = evaluate(module.policy, "CartPole-v1", episodes=4, seed=10)
+    c = evaluate(module.policy, "CartPole-v1", episodes=4, seed=11)
+    assert np.array_equal(a["returns"], b["returns"]) and np.array_equal(a["lengths"], b["lengths"])
+    assert not np.array_equal(a["returns"], c["returns"])
+    assert a["returns"].shape == (4,)
+    np.testing.assert_array_equal(a["returns"], a["lengths"])  # CartPole: +1 per step
+
+
+def test_evaluation_uses_the_deterministic_action_and_frozen_statistics():
+    module = PPO("Pendulum-v1", seed=0, normalize_observations=True, n_steps=8)
+    module.policy.obs_rms.update(torch.tensor([0.5, 0.1, 2.0]), torch.tensor([0.3, 0.2, 4.0]), 50)
+    before = {k: v.clone() for k, v in module.policy.obs_rms.state_dict().items()}
+    results = evaluate(module.policy, "Pendulum-v1", episodes=2, seed=0)
+    for k, v in module.policy.obs_rms.state_dict().items():
+        assert torch.equal(v, before[k])
+    # with the mean action the result cannot depend on the exploration noise (log_std)
+    with torch.no_grad():
+        module.policy.head.log_std.fill_(3.0)
+    np.testing.assert_array_equal(evaluate(module.policy, "Pendulum-v1", episodes=2, seed=0)["returns"],
+                                  results["returns"])
+
+
+def test_validate_and_periodic_evaluation_log_val_metrics(quiet_trainer_kwargs):
+    module = Reinforce(seed=0, eval_every=2, eval_episodes=3)
+    quiet_trainer_kwargs["max_epochs"] = 4
+    trainer = L.Trainer(**quiet_trainer_kwargs)
+    trainer.fit(module)
+    assert trainer.check_val_every_n_epoch == 2
+    metrics = trainer.callback_metrics
+    for key in ("val/episode_return", "val/episode_return_std", "val/episode_length", "val/env_steps"):
+        assert key in metrics, key
+    direct = evaluate(module.policy, "CartPole-v1", 3, seed=0 + 1_000_003)
+    (validated,) = trainer.validate(module)
+    assert validated["val/episode_return"] == pytest.approx(direct["returns"].mean())
+    (tested,) = trainer.test(module)
+    assert tested["test/episode_return"] == pytest.approx(direct["returns"].mean())
+
+
+def test_no_evaluation_during_fit_by_default(quiet_trainer_kwargs):
+    module = Reinforce(seed=0)
+    quiet_trainer_kwargs["max_epochs"] = 2
+    trainer = L.Trainer(**quiet_trainer_kwargs)
+    trainer.fit(module)
+    assert not any(k.startswith("val/") for k in trainer.callback_metrics)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("moviepy") is None, reason="video recording needs moviepy (extra 'video')")
+def test_video_of_an_evaluation_episode_is_written(tmp_path):
+    module = Reinforce(seed=0)
+    results = evaluate(module.policy, "CartPole-v1", episodes=2, seed=0, video_folder=tmp_path, video_prefix="t")
+    videos = list(tmp_path.glob("t-episode-0.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+    assert not list(tmp_path.glob("t-episode-1*"))  # only the first episode is recorded
+    assert results["returns"].shape == (2,)

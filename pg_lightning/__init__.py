@@ -1,20 +1,37 @@
-"""Policy-gradient reinforcement learning as PyTorch Lightning modules."""
+"""Policy-gradient reinforcement learning as PyTorch Lightning modules.
 
-from pg_lightning.callbacks import StopWhenSolved
-from pg_lightning.data import Batch, Collector, EpisodeDataset, RolloutDataset
-from pg_lightning.modules import A2C, PPO, PolicyGradient, Reinforce
-from pg_lightning.policies import ActorCritic
+Names are imported on first use, so light tools (``python -m pg_lightning.plot``) do not pay for
+torch and Lightning.
+"""
 
-__all__ = [
-    "A2C",
-    "PPO",
-    "ActorCritic",
-    "Batch",
-    "Collector",
-    "EpisodeDataset",
-    "PolicyGradient",
-    "Reinforce",
-    "RolloutDataset",
-    "StopWhenSolved",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "A2C": "pg_lightning.modules",
+    "PPO": "pg_lightning.modules",
+    "PolicyGradient": "pg_lightning.modules",
+    "Reinforce": "pg_lightning.modules",
+    "ActorCritic": "pg_lightning.policies",
+    "Batch": "pg_lightning.data",
+    "Collector": "pg_lightning.data",
+    "EpisodeDataset": "pg_lightning.data",
+    "RolloutDataset": "pg_lightning.data",
+    "EnvStepProgressBar": "pg_lightning.callbacks",
+    "StopWhenSolved": "pg_lightning.callbacks",
+    "ConfigError": "pg_lightning.errors",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pg_lightning' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

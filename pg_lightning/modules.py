@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
 from torch import Tensor
@@ -22,6 +23,27 @@ from pg_lightning.evaluation import EVAL_SEED_OFFSET, EvaluationDataset, evaluat
 from pg_lightning.envs import Vectorization, env_spec, probe_spaces
 from pg_lightning.policies import ActorCritic, RunningMeanStd
 from pg_lightning.returns import discounted_returns, gae, normalize, running_returns
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    """``obj`` from every process, in rank order (``[obj]`` without torch.distributed)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
+def _all_reduce(value: Tensor, op: str) -> Tensor:
+    """``value`` reduced over all processes with ``op`` ("sum", "min", "max", "mean")."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    value = value.clone()
+    if op == "mean":
+        torch.distributed.all_reduce(value, torch.distributed.ReduceOp.SUM)
+        return value / torch.distributed.get_world_size()
+    torch.distributed.all_reduce(value, getattr(torch.distributed.ReduceOp, op.upper()))
+    return value
 
 
 class PolicyGradient(L.LightningModule):
@@ -109,8 +131,9 @@ class PolicyGradient(L.LightningModule):
                 activation, critic, normalize_observations, log_std_init,
             )
         self.reward_scaler = RunningMeanStd() if normalize_rewards else None
-        # the running discounted return per batch column, carried between batches
-        self.register_buffer("reward_running_return", torch.zeros(self.batch_columns))
+        # the running discounted return per batch column, carried between batches; this process's
+        # own (not a buffer: DDP would overwrite it with rank 0's)
+        self.reward_running_return = torch.zeros(self.batch_columns)
         self.episode_return = MeanMetric()
         self.episode_length = MeanMetric()
         self.env_steps = 0  # summed over processes
@@ -240,14 +263,14 @@ class PolicyGradient(L.LightningModule):
                 self.hparams.gamma, self.reward_running_return.cpu(),
             )
             done = (batch.terminated | batch.truncated)[-1].to(sums.dtype).cpu()
-            self.reward_running_return.copy_(sums[-1] * (1 - done))
+            self.reward_running_return = sums[-1] * (1 - done)
             self._merge_moments(self.reward_scaler, sums.to(self.device)[mask].unsqueeze(-1))
 
     def _merge_moments(self, rms, x: Tensor) -> None:
         """Update ``rms`` with ``x`` ([n, d]) pooled over all processes so every rank agrees."""
         x = x.double()
         moments = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0), x.pow(2).sum(0)])
-        moments = self.trainer.strategy.reduce(moments, reduce_op="sum") if self._trainer else moments
+        moments = _all_reduce(moments, "sum")
         count, d = moments[0], x.shape[1]
         if count < 1:
             return
@@ -269,9 +292,8 @@ class PolicyGradient(L.LightningModule):
         and length are the means over the episodes finished since the previous write, and
         steps/s covers the same interval.
         """
-        reduce = self.trainer.strategy.reduce if self._trainer else (lambda t, reduce_op: t)
         counts = torch.tensor([batch.num_steps, len(batch.episode_returns)], dtype=torch.float64)
-        steps, episodes = reduce(counts.to(self.device), reduce_op="sum").tolist()
+        steps, episodes = _all_reduce(counts.to(self.device), "sum").tolist()
         self.env_steps += int(steps)
         self.episodes += int(episodes)
         budget = self.hparams.max_env_steps
@@ -280,9 +302,12 @@ class PolicyGradient(L.LightningModule):
         self.episode_return.update(batch.episode_returns)
         self.episode_length.update(batch.episode_lengths)
         window = self.collector.recent_returns if self.collector is not None else ()
-        if window:
-            self.log("train/return_last100", float(np.mean(window)), prog_bar=True, on_step=True,
-                     on_epoch=False, batch_size=1, sync_dist=True)
+        # pooled over processes; every process takes part, even with no finished episode yet
+        total, count = _all_reduce(torch.tensor([sum(window), len(window)], dtype=torch.float64,
+                                                device=self.device), "sum").tolist()
+        if count:
+            self.log("train/return_last100", total / count, prog_bar=True, on_step=True,
+                     on_epoch=False, batch_size=1)
         if not self.trainer._logger_connector.should_update_logs:
             return
         now = time.perf_counter()
@@ -306,12 +331,17 @@ class PolicyGradient(L.LightningModule):
 
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add what the weights do not hold: counters and every process's collector state."""
+        local = {
+            "collector": self.collector.state_dict() if self.collector is not None else self._collector_state,
+            "reward_running_return": self.reward_running_return.tolist(),
+        }
         checkpoint["pg_lightning"] = {
             "algorithm": type(self).__name__,
             "env_id": self.hparams.env_id,
             "env_steps": self.env_steps,
             "episodes": self.episodes,
-            "collector": self.collector.state_dict() if self.collector is not None else self._collector_state,
+            "processes": _gather_objects(local),  # every rank calls this hook when saving
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -325,7 +355,15 @@ class PolicyGradient(L.LightningModule):
                 f"checkpoint is for {theirs[0]} on {theirs[1]}, this module is {mine[0]} on {mine[1]}"
             )
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
-        self._collector_state = state["collector"]
+        processes = state["processes"]
+        rank = self.global_rank if self._trainer is not None else 0
+        if rank >= len(processes):  # more processes than when saved: fresh envs for the new ranks
+            rank_zero_warn(f"checkpoint holds {len(processes)} processes' collectors; ranks "
+                           f">= {len(processes)} start fresh envs (seeded by their rank)")
+            return
+        local = processes[rank]
+        self.reward_running_return = torch.tensor(local["reward_running_return"])
+        self._collector_state = local["collector"]
         if self.collector is not None and self._collector_state is not None:
             self.collector.load_state_dict(self._collector_state)
             self._collector_state = None
@@ -431,7 +469,8 @@ class ActorCriticBase(PolicyGradient):
         require(n_steps >= 1, f"n_steps must be >= 1, got {n_steps}")
         require(0.0 <= gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {gae_lambda}")
         kwargs.setdefault("critic", "separate")
-        require(kwargs["critic"] != "none", "actor-critic methods need critic='separate' or 'shared'")
+        require(kwargs["critic"] != "none",
+                f"actor-critic methods need critic='separate' or 'shared', got {kwargs['critic']!r}")
         super().__init__(env_id, **kwargs)
 
     def make_dataset(self, collector: Collector) -> RolloutDataset:
@@ -578,20 +617,26 @@ class PPO(ActorCriticBase):
         data = [obs[mask], actions[mask], old_log_probs[mask], old_values[mask],
                 advantages.flatten()[mask], returns.flatten()[mask]]
         size = data[0].shape[0]
-        minibatch = min(hp.minibatch_size or size, size)
+        # Every process must take the same number of gradient steps (DDP all-reduces each one),
+        # but autoreset steps make the number of real transitions differ: count minibatches on
+        # the smallest process's rollout and split each process's own data into that many.
+        smallest = int(_all_reduce(torch.tensor(size, device=self.device), "min"))
+        minibatches = -(-smallest // hp.minibatch_size) if hp.minibatch_size else 1
         clip_range = hp.clip_range * (1.0 - self.progress) if hp.anneal_clip_range else hp.clip_range
         history: list[dict[str, Tensor]] = []
         for _ in range(hp.update_epochs):
             # a full-batch epoch needs no shuffle: its gradient does not depend on the order
-            order = torch.randperm(size, generator=self.shuffle).to(self.device) if minibatch < size else None
-            for start in range(0, size, minibatch):
-                part = data if order is None else [d[order[start : start + minibatch]] for d in data]
+            parts = [data]
+            if minibatches > 1:
+                order = torch.randperm(size, generator=self.shuffle).to(self.device)
+                parts = [[d[index] for d in data] for index in order.tensor_split(minibatches)]
+            for part in parts:
                 terms = self.minibatch_losses(*part, clip_range=clip_range)
                 optimizer.zero_grad()
                 self.manual_backward(terms["loss"])
                 optimizer.step()  # gradient clipping: on_before_optimizer_step
                 history.append(terms)
-            if hp.target_kl is not None and history[-1]["approx_kl"] > hp.target_kl:
+            if hp.target_kl is not None and _all_reduce(history[-1]["approx_kl"], "mean") > hp.target_kl:
                 break
         metrics = {k: torch.stack([h[k].detach() for h in history]).mean() for k in history[0]}
         metrics["explained_variance"] = losses.explained_variance(data[3], data[5])

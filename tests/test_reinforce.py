@@ -140,7 +140,7 @@ def test_checkpoint_round_trip_and_resume(tmp_path, quiet_trainer_kwargs):
     assert resumed.episodes == 5  # continued from 3, not restarted
     saved = torch.load(path, weights_only=False)
     assert saved["optimizer_states"][0]["state"]  # Adam moments are in the checkpoint
-    assert saved["pg_lightning"]["collector"]["recent_returns"] == list(loaded._collector_state["recent_returns"])
+    assert saved["pg_lightning"]["processes"][0]["collector"]["recent_returns"] == list(loaded._collector_state["recent_returns"])
     assert resumed.env_steps > module.env_steps
 
 

@@ -1,0 +1,804 @@
+"""A2C and PPO as LightningModules: losses re-derived by hand, bootstrapping at episode ends,
+what each flag changes, normalisation statistics in checkpoints, action and observation spaces,
+bad settings, and PPO learning CartPole."""
+
+import csv
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch.distributions import Categorical, Normal
+from torch.utils.data import DataLoader
+
+from pg_lightning import A2C, PPO, Batch, StopWhenSolved
+from pg_lightning.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- tiny custom envs ---------------------------------------------------------------------------
+class EchoBoxEnv(gym.Env):
+    """2-D Box actions in [-0.5, 0.5]; the next observation echoes the action the env received
+    and the reward is its first component, so a test can see what reached ``step``."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Box(-0.5, 0.5, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-0.1, 0.1, 3).astype(np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        action = np.asarray(action, dtype=np.float32)
+        obs = np.array([action[0], action[1], self.t / 10.0], dtype=np.float32)
+        return obs, float(action[0]), self.t >= 5, False, {}
+
+
+class PickEnv(gym.Env):
+    """MultiDiscrete([3, 2]) actions, reward 1 for the action (2, 0), episodes of 6 steps."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([3, 2])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float(action[0] == 2 and action[1] == 0)
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), reward, self.t >= 6, False, {}
+
+
+def _space_env(observation_space, action_space):
+    class SpaceEnv(gym.Env):
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, True, False, {}
+
+    SpaceEnv.observation_space, SpaceEnv.action_space = observation_space, action_space
+    return SpaceEnv
+
+
+BOX_OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+CUSTOM_ENVS = {
+    "PGLTest/EchoBox-v0": EchoBoxEnv,
+    "PGLTest/Pick-v0": PickEnv,
+    "PGLTest/DictAction-v0": _space_env(
+        BOX_OBS, gym.spaces.Dict({"a": gym.spaces.Discrete(2), "b": gym.spaces.Discrete(3)})
+    ),
+    "PGLTest/TupleAction-v0": _space_env(BOX_OBS, gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))),
+    "PGLTest/MultiBinaryAction-v0": _space_env(BOX_OBS, gym.spaces.MultiBinary(3)),
+    "PGLTest/DictObs-v0": _space_env(gym.spaces.Dict({"x": BOX_OBS}), gym.spaces.Discrete(2)),
+}
+for _id, _cls in CUSTOM_ENVS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=_cls)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def fit(module, epochs, log_dir=None, callbacks=()):
+    """A short fit in a fresh quiet Trainer; CSV logs under ``log_dir`` if given."""
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=CSVLogger(log_dir, name="run") if log_dir is not None else False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(module)
+    return trainer
+
+
+def fit_on_batch(cls, batch, epochs=1, **kwargs):
+    """``cls(**kwargs)`` after ``epochs`` updates on the given batch instead of collected ones."""
+
+    class OnFixedBatch(cls):
+        def train_dataloader(self):
+            return DataLoader([batch], batch_size=None)
+
+    module = OnFixedBatch(**kwargs)
+    fit(module, epochs)
+    return module
+
+
+def read_csv(trainer):
+    with open(f"{trainer.logger.log_dir}/metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows, key):
+    return [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same_params(a, b):
+    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
+
+
+class RecordBatches(L.Callback):
+    """Keeps every batch the module trained on."""
+
+    def __init__(self):
+        self.batches = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches.append(batch)
+
+
+def hand_made_batch(seed=0):
+    """T=4, N=2 CartPole-shaped transitions.
+
+    Column 0: step 1 is truncated, step 2 is the autoreset step after it (mask False), step 3 is
+    cut by the rollout's end (bootstrapped). Column 1: step 0 is terminated, step 1 its autoreset
+    step, steps 2–3 an ongoing episode.
+    """
+    g = torch.Generator().manual_seed(seed)
+    T, N = 4, 2
+    obs = torch.randn(T + 1, N, 4, generator=g)
+    next_obs = obs[1:].clone()
+    observations = obs[:-1].clone()
+    finals = torch.randn(2, 4, generator=g)  # final observations of the two finished episodes
+    next_obs[1, 0] = finals[0]
+    observations[2, 0] = finals[0]  # gymnasium's autoreset step sees the final observation
+    next_obs[0, 1] = finals[1]
+    observations[1, 1] = finals[1]
+    terminated = torch.zeros(T, N, dtype=torch.bool)
+    truncated = torch.zeros(T, N, dtype=torch.bool)
+    truncated[1, 0] = True
+    terminated[0, 1] = True
+    mask = torch.ones(T, N, dtype=torch.bool)
+    mask[2, 0] = False
+    mask[1, 1] = False
+    rewards = torch.rand(T, N, generator=g) * 2 - 0.5
+    rewards[~mask] = 0.0
+    return Batch(
+        observations=observations,
+        actions=torch.randint(0, 2, (T, N), generator=g),
+        rewards=rewards,
+        terminated=terminated,
+        truncated=truncated,
+        mask=mask,
+        next_observations=next_obs,
+        episode_returns=torch.tensor([3.0]),
+        episode_lengths=torch.tensor([2.0]),
+    )
+
+
+def reference_value(policy, obs):
+    trunk = policy.critic_trunk if policy.critic_trunk is not None else policy.trunk
+    return policy.value_out(trunk(obs)).squeeze(-1)
+
+
+def reference_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """GAE by an explicit loop over time in each column."""
+    T, N = rewards.shape
+    advantages = torch.zeros(T, N, dtype=torch.float64)
+    for n in range(N):
+        running = 0.0
+        for t in reversed(range(T)):
+            term = float(terminated[t, n])
+            done = float(terminated[t, n] or truncated[t, n])
+            delta = float(rewards[t, n]) + gamma * (1 - term) * float(next_values[t, n]) - float(values[t, n])
+            running = delta + gamma * lam * (1 - done) * running
+            advantages[t, n] = running
+    return advantages.float()
+
+
+def reference_a2c(module, batch):
+    hp, policy = module.hparams, module.policy
+    obs = batch.observations
+    values = reference_value(policy, obs)  # [T, N]
+    with torch.no_grad():
+        next_values = reference_value(policy, batch.next_observations)
+    dist = Categorical(logits=policy.actor_out(policy.trunk(obs)))
+    log_probs, entropy = dist.log_prob(batch.actions), dist.entropy()
+    advantages = reference_gae(batch.rewards, values.detach(), next_values, batch.terminated,
+                               batch.truncated, hp.gamma, hp.gae_lambda)
+    returns = advantages + values.detach()
+    m = batch.mask
+    adv = advantages[m]
+    if hp.normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    terms = {
+        "policy_loss": -(log_probs[m] * adv).mean(),
+        "value_loss": 0.5 * ((values[m] - returns[m]) ** 2).mean(),
+        "entropy": entropy[m].mean(),
+    }
+    terms["loss"] = terms["policy_loss"] + hp.value_coef * terms["value_loss"] - hp.entropy_coef * terms["entropy"]
+    return terms, advantages
+
+
+# ---- 1. A2C loss ------------------------------------------------------------------------------
+@pytest.mark.parametrize("critic", ["separate", "shared"])
+@pytest.mark.parametrize("normalize_advantages", [False, True])
+def test_a2c_loss_matches_a_direct_rederivation(critic, normalize_advantages):
+    module = A2C(seed=3, num_envs=2, gamma=0.9, gae_lambda=0.8, value_coef=0.7, entropy_coef=0.05,
+                 critic=critic, normalize_advantages=normalize_advantages)
+    batch = hand_made_batch()
+    ours = module.compute_losses(batch)
+    theirs, advantages = reference_a2c(module, batch)
+    for key in ("policy_loss", "value_loss", "entropy", "loss"):
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
+    values = reference_value(module.policy, batch.observations).detach()
+    module_adv, module_returns = module.advantages(batch, values)
+    torch.testing.assert_close(module_adv, advantages, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(module_returns, advantages + values, rtol=1e-5, atol=1e-6)
+    # the gradients agree too: advantages and value targets carry no gradient
+    grads = []
+    for loss in (ours["loss"], theirs["loss"]):
+        module.zero_grad()
+        loss.backward()
+        grads.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                      for p in module.policy.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a2c_policy_loss_alone_does_not_train_the_separate_critic():
+    module = A2C(seed=0, num_envs=2)
+    terms = module.compute_losses(hand_made_batch())
+    terms["policy_loss"].backward()
+    assert all(p.grad is None for p in module.policy.critic_trunk.parameters())
+    assert module.policy.value_out.weight.grad is None
+
+
+# ---- 2. bootstrapping and masking --------------------------------------------------------------
+def a2c_for_masking():
+    return A2C(seed=1, num_envs=2, gamma=0.9, gae_lambda=0.7, entropy_coef=0.01)
+
+
+def all_terms(module, batch):
+    with torch.no_grad():
+        terms = module.compute_losses(batch)
+        _, _, values = module.policy.evaluate(batch.observations.flatten(0, 1), batch.actions.flatten(0, 1))
+        advantages, _ = module.advantages(batch, values.view_as(batch.rewards))
+    return terms, advantages
+
+
+def test_truncated_and_tail_steps_bootstrap_from_the_next_observation():
+    module = a2c_for_masking()
+    batch = hand_made_batch()
+    base_terms, base_adv = all_terms(module, batch)
+    for t, n in [(1, 0), (3, 0), (3, 1)]:  # truncated; the rollout's tail in both columns
+        changed = hand_made_batch()
+        changed.next_observations[t, n] += 3.0
+        terms, adv = all_terms(module, changed)
+        assert not torch.allclose(adv[t, n], base_adv[t, n]), (t, n)
+        assert not torch.allclose(terms["loss"], base_terms["loss"]), (t, n)
+        # only the episode that step belongs to is affected
+        other = 1 - n
+        torch.testing.assert_close(adv[:, other], base_adv[:, other])
+
+
+def test_terminated_step_does_not_bootstrap():
+    module = a2c_for_masking()
+    base_terms, base_adv = all_terms(module, hand_made_batch())
+    changed = hand_made_batch()
+    changed.next_observations[0, 1] += 3.0  # terminated step of column 1
+    terms, adv = all_terms(module, changed)
+    torch.testing.assert_close(adv, base_adv, rtol=0, atol=0)
+    for key in base_terms:
+        torch.testing.assert_close(terms[key], base_terms[key], rtol=0, atol=0, equal_nan=True)
+
+
+def test_nothing_flows_across_an_episode_boundary():
+    module = a2c_for_masking()
+    _, base_adv = all_terms(module, hand_made_batch())
+    changed = hand_made_batch()
+    changed.rewards[3, 0] += 5.0  # the next episode of column 0
+    _, adv = all_terms(module, changed)
+    torch.testing.assert_close(adv[:2, 0], base_adv[:2, 0], rtol=0, atol=0)  # truncation cut the recursion
+    assert not torch.allclose(adv[3, 0], base_adv[3, 0])
+
+
+@pytest.mark.parametrize("field", ["observations", "actions", "rewards", "next_observations"])
+def test_masked_autoreset_steps_do_not_change_the_loss(field):
+    module = a2c_for_masking()
+    base_terms, _ = all_terms(module, hand_made_batch())
+    changed = hand_made_batch()
+    values = getattr(changed, field)
+    for t, n in [(2, 0), (1, 1)]:  # the autoreset steps
+        if field == "actions":
+            values[t, n] = 1 - values[t, n]
+        else:
+            values[t, n] += 7.0
+    terms, _ = all_terms(module, changed)
+    for key in base_terms:
+        torch.testing.assert_close(terms[key], base_terms[key], rtol=1e-6, atol=1e-7, msg=key)
+
+
+ONE_UPDATE = {
+    A2C: dict(seed=1, num_envs=2, gamma=0.9, gae_lambda=0.7, entropy_coef=0.01, lr=1e-2,
+              normalize_advantages=True),
+    PPO: dict(seed=1, num_envs=2, gamma=0.9, gae_lambda=0.7, entropy_coef=0.01, lr=1e-2,
+              update_epochs=2, minibatch_size=3, clip_range_vf=0.1),
+}
+
+
+@pytest.mark.parametrize("cls", [A2C, PPO])
+def test_one_update_bootstraps_truncation_and_ignores_masked_steps(cls):
+    def update(change=None):
+        batch = hand_made_batch()
+        if change is not None:
+            change(batch)
+        return params(fit_on_batch(cls, batch, **ONE_UPDATE[cls]))
+
+    def add(field, t, n, value):
+        return lambda b: getattr(b, field)[t, n].add_(value)
+
+    before = params(cls(**ONE_UPDATE[cls]))
+    reference = update()
+    assert not same_params(before, reference)
+    assert same_params(reference, update())  # deterministic, so equality below is meaningful
+
+    def flip_masked_actions(b):
+        b.actions[2, 0] = 1 - b.actions[2, 0]
+        b.actions[1, 1] = 1 - b.actions[1, 1]
+
+    unchanged = [add("next_observations", 0, 1, 3.0), flip_masked_actions]  # terminated; masked
+    for field in ("observations", "rewards", "next_observations"):
+        unchanged += [add(field, 2, 0, 7.0), add(field, 1, 1, 7.0)]  # the autoreset steps
+    for change in unchanged:
+        for a, b in zip(reference, update(change)):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    for change in (add("next_observations", 1, 0, 3.0), add("rewards", 0, 0, 1.0)):  # truncated; real
+        assert not same_params(reference, update(change))
+
+
+# ---- 3. PPO ----------------------------------------------------------------------------------
+def ppo_minibatch(module, seed=0, size=48):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(size, 4, generator=g)
+    actions = torch.randint(0, 2, (size,), generator=g)
+    with torch.no_grad():
+        log_probs, _, values = module.policy.evaluate(obs, actions)
+    old_log_probs = log_probs + 0.3 * torch.randn(size, generator=g)
+    old_values = values + 0.2 * torch.randn(size, generator=g)
+    advantages = 2.0 * torch.randn(size, generator=g) + 0.5
+    returns = torch.randn(size, generator=g)
+    return obs, actions, old_log_probs, old_values, advantages, returns
+
+
+def reference_ppo(module, obs, actions, old_log_probs, old_values, advantages, returns, clip_range):
+    hp, policy = module.hparams, module.policy
+    dist = Categorical(logits=policy.actor_out(policy.trunk(obs)))
+    log_probs = dist.log_prob(actions)
+    values = reference_value(policy, obs)
+    if hp.normalize_advantages:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    ratio = torch.exp(log_probs - old_log_probs)
+    surrogate = torch.min(ratio * advantages, torch.clamp(ratio, 1 - clip_range, 1 + clip_range) * advantages)
+    value_sq = (values - returns) ** 2
+    if hp.clip_range_vf is not None:
+        clipped = old_values + torch.clamp(values - old_values, -hp.clip_range_vf, hp.clip_range_vf)
+        value_sq = torch.max(value_sq, (clipped - returns) ** 2)
+    terms = {
+        "policy_loss": -surrogate.mean(),
+        "value_loss": 0.5 * value_sq.mean(),
+        "entropy": dist.entropy().mean(),
+        "approx_kl": ((ratio - 1) - torch.log(ratio)).mean().detach(),
+        "clip_fraction": ((ratio - 1).abs() > clip_range).float().mean(),
+    }
+    terms["loss"] = terms["policy_loss"] + hp.value_coef * terms["value_loss"] - hp.entropy_coef * terms["entropy"]
+    return terms
+
+
+@pytest.mark.parametrize("clip_range_vf", [None, 0.05])
+@pytest.mark.parametrize("normalize_advantages", [True, False])
+@pytest.mark.parametrize("critic", ["separate", "shared"])
+def test_ppo_minibatch_losses_match_a_rederivation(clip_range_vf, normalize_advantages, critic):
+    module = PPO(seed=2, clip_range_vf=clip_range_vf, normalize_advantages=normalize_advantages,
+                 critic=critic, value_coef=0.6, entropy_coef=0.02)
+    data = ppo_minibatch(module)
+    ours = module.minibatch_losses(*data, clip_range=0.15)
+    theirs = reference_ppo(module, *data, clip_range=0.15)
+    assert set(theirs) <= set(ours)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert 0 < float(ours["clip_fraction"]) < 1  # the example exercises both sides of the clip
+    if clip_range_vf is not None:  # and value clipping actually bites
+        unclipped = 0.5 * ((reference_value(module.policy, data[0]) - data[5]) ** 2).mean()
+        assert ours["value_loss"].item() > unclipped.item() + 1e-4
+    grads = []
+    for loss in (ours["loss"], theirs["loss"]):
+        module.zero_grad()
+        loss.backward()
+        grads.append([p.grad.clone() for p in module.policy.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ppo_at_the_old_policy_has_no_clipping_and_zero_kl():
+    module = PPO(seed=4, clip_range_vf=0.1)
+    obs, actions, _, _, advantages, returns = ppo_minibatch(module)
+    with torch.no_grad():
+        log_probs, _, values = module.policy.evaluate(obs, actions)
+    terms = module.minibatch_losses(obs, actions, log_probs, values, advantages, returns, clip_range=0.2)
+    assert float(terms["clip_fraction"]) == 0.0
+    torch.testing.assert_close(terms["approx_kl"], torch.tensor(0.0), rtol=0, atol=1e-7)
+    # at ratio 1 the surrogate is -mean(normalised advantages) = 0, value clipping is inactive
+    torch.testing.assert_close(terms["policy_loss"], torch.tensor(0.0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(terms["value_loss"], 0.5 * ((values - returns) ** 2).mean())
+
+
+def test_ppo_training_step_logs_its_metrics(tmp_path):
+    module = PPO(seed=0, num_envs=2, n_steps=16, update_epochs=3, minibatch_size=10)
+    before = params(module)
+    trainer = fit(module, 3, tmp_path)
+    rows = read_csv(trainer)
+    assert len(rows) == 3
+    expected = {"train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl",
+                "train/clip_fraction", "train/explained_variance", "train/learning_rate",
+                "train/loss", "train/updates", "train/env_steps", "train/return_last100"}
+    assert expected <= set(rows[0]), expected - set(rows[0])
+    for key in expected - {"train/return_last100"}:
+        values = column(rows, key)
+        assert len(values) == 3 and all(math.isfinite(v) for v in values), key
+    assert column(rows, "train/learning_rate") == pytest.approx([2.5e-4] * 3)
+    assert all(0 <= v <= 1 for v in column(rows, "train/clip_fraction"))
+    assert all(v >= -1e-6 for v in column(rows, "train/approx_kl"))
+    assert all(v > 0 for v in column(rows, "train/entropy"))
+    # update_epochs passes of ceil(real transitions / minibatch_size) gradient steps
+    steps = [0.0] + column(rows, "train/env_steps")
+    per_batch = [b - a for a, b in zip(steps, steps[1:])]
+    assert column(rows, "train/updates") == [3 * math.ceil(s / 10) for s in per_batch]
+    assert steps[-1] == module.env_steps
+    assert not same_params(before, params(module))
+
+
+# ---- 4. flags change the update -------------------------------------------------------------
+A2C_BASE = dict(seed=0, num_envs=4, n_steps=8, lr=3e-3, max_env_steps=200)
+PPO_BASE = dict(seed=0, num_envs=2, n_steps=16, update_epochs=4, minibatch_size=16, lr=1e-2,
+                max_env_steps=80)
+
+
+def collected_batch(module):
+    collector = module.make_collector()
+    try:
+        return collector.rollout(module.policy, module.hparams.n_steps)
+    finally:
+        collector.close()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [dict(entropy_coef=0.1), dict(normalize_advantages=True), dict(gae_lambda=0.5),
+     dict(max_grad_norm=None), dict(normalize_observations=True), dict(normalize_rewards=True),
+     dict(anneal_lr=True)],
+    ids=str,
+)
+def test_a2c_flags_change_the_parameters(flags):
+    def run(**kw):
+        module = A2C(**{**A2C_BASE, **kw})
+        fit(module, 3)
+        return params(module)
+
+    assert not same_params(run(), run(**flags)), flags
+
+
+def test_a2c_loss_flags_change_the_loss_on_the_same_batch():
+    batch = collected_batch(A2C(**A2C_BASE))
+    loss = lambda **kw: A2C(**{**A2C_BASE, **kw}).compute_losses(batch)["loss"]  # noqa: E731
+    reference = loss()
+    torch.testing.assert_close(loss(), reference)  # same seed, same batch: same loss
+    for flags in (dict(entropy_coef=0.1), dict(normalize_advantages=True), dict(gae_lambda=0.5),
+                  dict(gamma=0.5), dict(value_coef=1.0)):
+        assert not torch.allclose(loss(**flags), reference), flags
+
+
+def test_same_seed_gives_the_same_update():
+    a, b = A2C(**A2C_BASE), A2C(**A2C_BASE)
+    fit(a, 2)
+    fit(b, 2)
+    assert same_params(params(a), params(b))
+    c, d = PPO(**PPO_BASE), PPO(**PPO_BASE)
+    fit(c, 1)
+    fit(d, 1)
+    assert same_params(params(c), params(d))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [dict(entropy_coef=0.1), dict(normalize_advantages=False), dict(gae_lambda=0.5),
+     dict(clip_range_vf=0.01), dict(max_grad_norm=None), dict(normalize_observations=True),
+     dict(normalize_rewards=True), dict(anneal_lr=True), dict(anneal_clip_range=True),
+     dict(target_kl=1e-8)],
+    ids=str,
+)
+def test_ppo_flags_change_the_parameters(flags):
+    def run(**kw):
+        module = PPO(**{**PPO_BASE, **kw})
+        fit(module, 2)
+        return params(module)
+
+    assert not same_params(run(), run(**flags)), flags
+
+
+def test_ppo_tiny_target_kl_stops_the_passes_early(tmp_path):
+    updates = {}
+    for target_kl in (None, 1e-8):
+        module = PPO(**{**PPO_BASE, "target_kl": target_kl})
+        rows = read_csv(fit(module, 2, tmp_path / str(target_kl)))
+        updates[target_kl] = column(rows, "train/updates")
+        steps = [0.0] + column(rows, "train/env_steps")
+        minibatches = [math.ceil((b - a) / 16) for a, b in zip(steps, steps[1:])]
+        if target_kl is None:
+            assert updates[None] == [4 * m for m in minibatches]
+        else:  # the last minibatch of the first pass already moved the policy past 1e-8
+            assert updates[target_kl] == minibatches
+    assert sum(updates[1e-8]) < sum(updates[None])
+
+
+@pytest.mark.parametrize("cls, base", [(A2C, A2C_BASE), (PPO, PPO_BASE)], ids=["A2C", "PPO"])
+def test_anneal_lr_decreases_the_logged_learning_rate(tmp_path, cls, base):
+    module = cls(**{**base, "anneal_lr": True, "max_env_steps": 400})
+    rows = read_csv(fit(module, 4, tmp_path))
+    lrs = column(rows, "train/learning_rate")
+    steps = [0.0] + column(rows, "train/env_steps")
+    assert len(lrs) == 4 and lrs[0] == pytest.approx(base["lr"])
+    assert all(b < a for a, b in zip(lrs, lrs[1:])), lrs
+    # linear in the env steps done before each update
+    assert lrs == pytest.approx([base["lr"] * (1 - s / 400) for s in steps[:-1]])
+
+
+def test_anneal_clip_range_shrinks_the_clip_range_used():
+    seen = []
+
+    class Spy(PPO):
+        def minibatch_losses(self, *args, clip_range):
+            seen.append((self.env_steps, clip_range))
+            return super().minibatch_losses(*args, clip_range=clip_range)
+
+    module = Spy(**{**PPO_BASE, "anneal_clip_range": True, "max_env_steps": 400})
+    fit(module, 3)
+    assert seen[0] == (0, pytest.approx(0.2))
+    for env_steps, clip_range in seen:
+        assert clip_range == pytest.approx(0.2 * (1 - env_steps / 400))
+    assert len({c for _, c in seen}) == 3
+
+
+@pytest.mark.parametrize("cls", [A2C, PPO])
+def test_shared_and_separate_critics_have_different_parameter_sets(cls):
+    separate, shared = cls(seed=0, critic="separate"), cls(seed=0, critic="shared")
+    sep_names = {n for n, _ in separate.named_parameters()}
+    shared_names = {n for n, _ in shared.named_parameters()}
+    assert any(n.startswith("policy.critic_trunk.") for n in sep_names)
+    assert not any("critic_trunk" in n for n in shared_names)
+    assert shared_names < sep_names
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(shared) < count(separate)
+    # the shared value head sits on the actor's trunk: a value loss moves the trunk
+    obs = torch.randn(8, 4)
+    shared.policy.value(obs).pow(2).sum().backward()
+    assert shared.policy.trunk[0].weight.grad is not None
+    separate.policy.value(obs).pow(2).sum().backward()
+    assert separate.policy.trunk[0].weight.grad is None
+
+
+# ---- 5. normalisation statistics -------------------------------------------------------------
+def running_returns_loop(batches, gamma):
+    """R_t = r_t + γ R_{t-1} per column over consecutive batches, restarted after each done."""
+    rewards = torch.cat([b.rewards for b in batches]).double()
+    done = torch.cat([b.terminated | b.truncated for b in batches])
+    out = torch.zeros_like(rewards)
+    for n in range(rewards.shape[1]):
+        running, previous_done = 0.0, False
+        for t in range(rewards.shape[0]):
+            running = float(rewards[t, n]) + (0.0 if previous_done else gamma * running)
+            out[t, n] = running
+            previous_done = bool(done[t, n])
+    return out
+
+
+@pytest.mark.parametrize("cls", [A2C, PPO])
+@pytest.mark.parametrize(
+    "env_id, n_steps",
+    [("CartPole-v1", 32), ("PGLTest/Pick-v0", 6)],  # Pick: the first batch ends on episode ends
+)
+def test_normalisation_statistics_are_those_of_the_collected_data_and_checkpointed(tmp_path, cls, env_id, n_steps):
+    kwargs = dict(env_id=env_id, seed=5, num_envs=4, n_steps=n_steps, gamma=0.9,
+                  normalize_observations=True, normalize_rewards=True)
+    if cls is PPO:
+        kwargs.update(update_epochs=1, minibatch_size=None)
+    module = cls(**kwargs)
+    recorder = RecordBatches()
+    trainer = fit(module, 3, callbacks=[recorder])
+    batches = recorder.batches
+    assert len(batches) == 3 and any((~b.mask).any() for b in batches)  # some autoreset steps
+    if env_id == "PGLTest/Pick-v0":
+        assert (batches[0].terminated[-1]).all() and batches[0].rewards.sum() > 0
+
+    observations = torch.cat([b.observations[b.mask] for b in batches]).double()
+    rms = module.policy.obs_rms
+    assert float(rms.count) == observations.shape[0]
+    torch.testing.assert_close(rms.mean.double(), observations.mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(rms.var.double(), observations.var(0, correction=0), rtol=1e-4, atol=1e-5)
+
+    sums = running_returns_loop(batches, 0.9)
+    mask = torch.cat([b.mask for b in batches])
+    real = sums[mask]
+    scaler = module.reward_scaler
+    assert float(scaler.count) == real.numel()
+    torch.testing.assert_close(scaler.mean.double(), real.mean(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(scaler.var.double(), real.var(correction=0), rtol=1e-4, atol=1e-5)
+    last = torch.cat([b.terminated | b.truncated for b in batches])[-1]
+    torch.testing.assert_close(module.reward_running_return, (sums[-1] * (~last).double()).float())
+
+    path = tmp_path / "stats.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, weights_only=False)["state_dict"]
+    for key in ("policy.obs_rms.mean", "policy.obs_rms.var", "policy.obs_rms.count",
+                "reward_scaler.mean", "reward_scaler.var", "reward_scaler.count"):
+        assert key in state, key
+    assert torch.equal(state["policy.obs_rms.mean"], rms.mean)
+    assert torch.equal(state["reward_scaler.var"], scaler.var)
+
+    loaded = cls.load_from_checkpoint(path)
+    for name in ("mean", "var", "count"):
+        assert torch.equal(getattr(loaded.policy.obs_rms, name), getattr(rms, name)), name
+        assert torch.equal(getattr(loaded.reward_scaler, name), getattr(scaler, name)), name
+    assert torch.equal(loaded.reward_running_return, module.reward_running_return)
+    obs = torch.randn(5, observations.shape[1]) * 3
+    torch.testing.assert_close(loaded.policy.value(obs), module.policy.value(obs))
+    # a fresh module with the same settings starts from neutral statistics, so they did load
+    fresh = cls(**kwargs)
+    assert not torch.equal(fresh.policy.obs_rms.mean, loaded.policy.obs_rms.mean)
+
+
+def test_reward_scaling_divides_rewards_by_the_running_std():
+    module = A2C(seed=0, num_envs=2, normalize_rewards=True, gamma=0.9, gae_lambda=0.8)
+    batch = hand_made_batch()
+    module.reward_scaler.update(torch.tensor(1.0), torch.tensor(4.0), 10.0)
+    scaled = module.compute_losses(batch)
+    plain = A2C(seed=0, num_envs=2, gamma=0.9, gae_lambda=0.8)
+    batch_scaled = hand_made_batch()
+    batch_scaled.rewards = batch_scaled.rewards / math.sqrt(4.0 + 1e-8)
+    torch.testing.assert_close(scaled["loss"], plain.compute_losses(batch_scaled)["loss"])
+
+
+# ---- 6. continuous and multi-discrete actions ------------------------------------------------
+@pytest.mark.parametrize("cls", [A2C, PPO])
+def test_fits_pendulum_with_box_actions(cls):
+    module = cls(env_id="Pendulum-v1", seed=0, num_envs=2, n_steps=16, lr=1e-3,
+                 **({"update_epochs": 2, "minibatch_size": 16} if cls is PPO else {}))
+    assert type(module.policy.head).__name__ == "GaussianHead"
+    before = params(module)
+    log_std_before = module.policy.head.log_std.detach().clone()
+    recorder = RecordBatches()
+    fit(module, 2, callbacks=[recorder])
+    batch = recorder.batches[0]
+    assert batch.actions.shape == (16, 2, 1) and batch.actions.dtype == torch.float32
+    assert module.env_steps == 64
+    assert not same_params(before, params(module))
+    assert not torch.equal(module.policy.head.log_std.detach(), log_std_before)
+
+
+@pytest.mark.parametrize("cls", [A2C, PPO])
+def test_box_actions_are_recorded_raw_but_clipped_for_the_env(cls):
+    module = cls(env_id="PGLTest/EchoBox-v0", seed=0, num_envs=2, n_steps=10, log_std_init=1.0,
+                 **({"minibatch_size": None, "update_epochs": 1} if cls is PPO else {}))
+    recorder = RecordBatches()
+    fit(module, 1, callbacks=[recorder])
+    batch = recorder.batches[0]
+    real = batch.mask
+    raw = batch.actions[real]
+    assert (raw.abs() > 0.5).any()  # samples beyond the bounds are kept as sampled
+    received = batch.next_observations[real][:, :2]
+    torch.testing.assert_close(received, raw.clamp(-0.5, 0.5))
+    torch.testing.assert_close(batch.rewards[real], raw[:, 0].clamp(-0.5, 0.5))
+
+    # the log-probability in the loss is that of the raw sample
+    policy = module.policy
+    obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+    log_probs, _, _ = policy.evaluate(obs, actions)
+    dist = Normal(policy.actor_out(policy.trunk(obs)), policy.head.log_std.exp())
+    torch.testing.assert_close(log_probs, dist.log_prob(actions).sum(-1))
+    assert not torch.allclose(log_probs, dist.log_prob(actions.clamp(-0.5, 0.5)).sum(-1))
+    if cls is A2C:
+        with torch.no_grad():
+            values = policy.value(obs).view_as(batch.rewards)
+            advantages, _ = module.advantages(batch, values)
+            expected = -(dist.log_prob(actions).sum(-1)[real.flatten()] * advantages.flatten()[real.flatten()]).mean()
+            torch.testing.assert_close(module.compute_losses(batch)["policy_loss"], expected)
+
+
+@pytest.mark.parametrize("cls", [A2C, PPO])
+def test_fits_a_multidiscrete_env(cls):
+    module = cls(env_id="PGLTest/Pick-v0", seed=0, num_envs=2, n_steps=12, lr=1e-2,
+                 **({"update_epochs": 2, "minibatch_size": 12} if cls is PPO else {}))
+    before = params(module)
+    recorder = RecordBatches()
+    fit(module, 2, callbacks=[recorder])
+    batch = recorder.batches[0]
+    assert batch.actions.shape == (12, 2, 2)
+    assert (batch.actions[..., 0] < 3).all() and (batch.actions[..., 1] < 2).all() and (batch.actions >= 0).all()
+    assert len(torch.unique(batch.actions[..., 0])) > 1
+    assert not same_params(before, params(module))
+    policy = module.policy
+    obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+    log_probs, entropy, _ = policy.evaluate(obs, actions)
+    logits = policy.actor_out(policy.trunk(obs))
+    first, second = Categorical(logits=logits[:, :3]), Categorical(logits=logits[:, 3:])
+    torch.testing.assert_close(log_probs, first.log_prob(actions[:, 0]) + second.log_prob(actions[:, 1]))
+    torch.testing.assert_close(entropy, first.entropy() + second.entropy())
+
+
+# ---- 7. unsupported spaces -------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [A2C, PPO])
+@pytest.mark.parametrize(
+    "env_id, message",
+    [
+        ("Blackjack-v1", "unsupported observation space Tuple"),
+        ("PGLTest/DictObs-v0", "unsupported observation space Dict"),
+        ("PGLTest/DictAction-v0", "unsupported action space Dict"),
+        ("PGLTest/TupleAction-v0", "unsupported action space Tuple"),
+        ("PGLTest/MultiBinaryAction-v0", "unsupported action space MultiBinary"),
+    ],
+)
+def test_unsupported_spaces_raise_config_error_naming_the_space(cls, env_id, message):
+    with pytest.raises(ConfigError) as err:
+        cls(env_id=env_id)
+    assert message in str(err.value)
+
+
+# ---- 8. bad settings ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "cls, kwargs, message",
+    [
+        (A2C, dict(n_steps=0), "n_steps must be >= 1, got 0"),
+        (PPO, dict(n_steps=0), "n_steps must be >= 1, got 0"),
+        (A2C, dict(gae_lambda=1.5), "gae_lambda must be in [0, 1], got 1.5"),
+        (PPO, dict(gae_lambda=1.5), "gae_lambda must be in [0, 1], got 1.5"),
+        (PPO, dict(gae_lambda=-0.1), "gae_lambda must be in [0, 1], got -0.1"),
+        (PPO, dict(update_epochs=0), "update_epochs must be >= 1, got 0"),
+        (PPO, dict(minibatch_size=0), "minibatch_size must be >= 1 or None, got 0"),
+        (PPO, dict(clip_range=0), "clip_range must be > 0, got 0"),
+        (PPO, dict(clip_range_vf=0.0), "clip_range_vf must be > 0 or None, got 0.0"),
+        (PPO, dict(target_kl=-1), "target_kl must be > 0 or None, got -1"),
+        (A2C, dict(critic="none"), "critic="),
+        (PPO, dict(critic="none"), "critic="),
+        (A2C, dict(critic="bogus"), "'bogus'"),
+        (A2C, dict(anneal_lr=True), "anneal_lr needs max_env_steps"),
+        (PPO, dict(anneal_lr=True), "anneal_lr needs max_env_steps"),
+        (PPO, dict(anneal_clip_range=True), "anneal_clip_range needs max_env_steps"),
+        (A2C, dict(max_grad_norm=0), "max_grad_norm must be > 0 or None, got 0"),
+        (PPO, dict(entropy_coef=-0.1), "entropy_coef must be >= 0, got -0.1"),
+    ],
+)
+def test_bad_settings_raise_config_error_naming_the_value(cls, kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        cls(**kwargs)
+    assert message in str(err.value)
+
+
+# ---- 9. learning -----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ppo_config_solves_cartpole(quiet_trainer_kwargs):
+    from pg_lightning.cli import model_from_config
+
+    model = model_from_config(str(ROOT / "configs/cartpole_ppo.yaml"), seed=0)
+    assert isinstance(model, PPO)
+    solved = StopWhenSolved()
+    quiet_trainer_kwargs["log_every_n_steps"] = 50
+    trainer = L.Trainer(callbacks=[solved], **quiet_trainer_kwargs)
+    trainer.fit(model)
+    assert solved.solved_at is not None, f"not solved in {model.env_steps} env steps"
+    assert float(trainer.callback_metrics["train/return_last100"]) >= 475
+    assert model.env_steps <= model.hparams.max_env_steps

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import zipfile
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
-from pg_lightning.errors import ConfigError
+from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.modules import PolicyGradient
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -43,11 +45,41 @@ class CLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         # ``main`` always passes the argument list (with ``fit`` inserted); no warning about it.
         self.config = parser.parse_args(args)
+        config = self.config[self.config.subcommand]
+        _check_checkpoint(config.get("ckpt_path"), config.model)  # before Lightning reads it
 
     def before_instantiate_classes(self) -> None:
-        trainer = self.config[self.subcommand].trainer
+        config = self.config[self.subcommand]
+        if config.get("weights_only", False) is None:
+            config.weights_only = True  # pg_lightning checkpoints hold only tensors and plain data
+        trainer = config.trainer
         if trainer.enable_progress_bar is False and trainer.callbacks:  # the bar is a callback here
             trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith("ProgressBar")]
+
+
+def _check_checkpoint(path: str | None, model) -> None:
+    """A missing, unreadable or foreign ``--ckpt_path`` fails before anything is built or written."""
+    if path is None or path in ("last", "hpc", "registry") or "://" in str(path):
+        return
+    if not os.path.isfile(path):
+        raise ConfigError(f"--ckpt_path {path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"--ckpt_path {path!r} is not a torch checkpoint (corrupt or truncated?)")
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True).get("pg_lightning")
+    except Exception as err:
+        raise ConfigError(f"--ckpt_path {path!r} cannot be read: {type(err).__name__}: {err}") from None
+    if saved is None:
+        raise ConfigError(f"--ckpt_path {path!r} is not a pg_lightning checkpoint")
+    algorithm = str(model.class_path).rpartition(".")[2]
+    env_id = model.init_args.get("env_id")
+    if (saved["algorithm"], saved["env_id"]) != (algorithm, env_id):
+        raise ConfigError(
+            f"checkpoint is for {saved['algorithm']} on {saved['env_id']}, this module is "
+            f"{algorithm} on {env_id}"
+        )
 
 
 def _config_error(err: BaseException) -> ConfigError | None:
@@ -72,6 +104,9 @@ def main(args: list[str] | None = None) -> CLI:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except ValueError as err:
         config_error = _config_error(err)
         if config_error is None:

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning.envs import Vectorization, make_vector_env, rng_states, set_rng_states
-from pg_lightning.errors import ConfigError
+from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.policies import ActorCritic, Sampler
 
 
@@ -70,7 +70,7 @@ class Collector:
         window: int = 100,
     ):
         self.env = make_vector_env(env_id, num_envs, env_kwargs, vectorization)
-        self.num_envs, self.seed = num_envs, seed
+        self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         space = self.env.single_action_space
         self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
         self.recent_returns: deque[float] = deque(maxlen=window)
@@ -91,7 +91,10 @@ class Collector:
         obs = self._obs
         actions = sample(obs, self.rng)
         env_actions = np.clip(actions, *self._bounds) if self._bounds is not None else actions
-        next_obs, rewards, terminated, truncated, info = self.env.step(env_actions)
+        try:
+            next_obs, rewards, terminated, truncated, info = self.env.step(env_actions)
+        except Exception as err:  # an env bug must name the env, not surface as a loop traceback
+            raise TrainingError(f"env {self.env_id} raised in step(): {type(err).__name__}: {err}") from err
         mask = ~self._autoreset
         self._autoreset = terminated | truncated
         self._obs = next_obs
@@ -104,6 +107,9 @@ class Collector:
         return obs, actions, rewards, terminated, truncated, mask, next_obs
 
     def _batch(self, columns: list[np.ndarray]) -> Batch:
+        for name, column in zip(_STEP_FIELDS, columns):
+            if column.dtype.kind == "f" and not np.isfinite(column).all():
+                raise TrainingError(f"env {self.env_id} returned non-finite {name} (NaN or inf)")
         tensors = [torch.from_numpy(np.ascontiguousarray(c)) for c in columns]
         for i in (0, 2, 6):  # observations, rewards, next_observations as float32
             tensors[i] = tensors[i].float()

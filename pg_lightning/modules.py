@@ -4,6 +4,7 @@ algorithms (``Reinforce``, ``A2C``, ``PPO``) that define only their losses."""
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,11 +19,15 @@ from torchmetrics import MeanMetric
 
 from pg_lightning import losses
 from pg_lightning.data import Batch, Collector, EpisodeDataset, RolloutDataset
-from pg_lightning.errors import ConfigError, require
+from pg_lightning.errors import ConfigError, TrainingError, require
 from pg_lightning.evaluation import EVAL_SEED_OFFSET, EvaluationDataset, evaluate
 from pg_lightning.envs import Vectorization, env_spec, probe_spaces
 from pg_lightning.policies import ActorCritic, RunningMeanStd
 from pg_lightning.returns import discounted_returns, gae, normalize, running_returns
+
+
+# val_dataloader() returns [] to switch evaluation off during fit; that is intended.
+warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")
 
 
 def _gather_objects(obj: Any) -> list[Any]:
@@ -76,6 +81,8 @@ class PolicyGradient(L.LightningModule):
             ``test``); sets the Trainer's ``check_val_every_n_epoch``.
         eval_episodes: deterministic-policy episodes per evaluation, in a separately seeded env.
         record_video: record the first evaluation episode as an mp4 (and log it to W&B).
+        max_skipped_updates: updates with a non-finite loss or gradient are skipped with a
+            warning (``train/skipped_updates``); this many in a row stop training with an error.
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class PolicyGradient(L.LightningModule):
         eval_every: int = 0,
         eval_episodes: int = 10,
         record_video: bool = False,
+        max_skipped_updates: int = 10,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -118,6 +126,7 @@ class PolicyGradient(L.LightningModule):
         require(max_grad_norm is None or max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
         require(max_env_steps is None or max_env_steps > 0, f"max_env_steps must be > 0 or None, got {max_env_steps}")
         require(not anneal_lr or max_env_steps is not None, "anneal_lr needs max_env_steps (the schedule's length)")
+        require(max_skipped_updates >= 1, f"max_skipped_updates must be >= 1, got {max_skipped_updates}")
         require(eval_every >= 0, f"eval_every must be >= 0, got {eval_every}")
         require(eval_episodes >= 1, f"eval_episodes must be >= 1, got {eval_episodes}")
         require(vectorization in ("auto", "vector_entry_point", "sync", "async"),
@@ -138,6 +147,8 @@ class PolicyGradient(L.LightningModule):
         self.episode_length = MeanMetric()
         self.env_steps = 0  # summed over processes
         self.episodes = 0
+        self.skipped_updates = 0
+        self._skipped_in_a_row = 0
         self.collector: Collector | None = None
         self._collector_state: dict[str, Any] | None = None
         self._clock = (0.0, 0)
@@ -241,10 +252,36 @@ class PolicyGradient(L.LightningModule):
                     group["lr"] = self.hparams.lr * (1.0 - self.progress)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Runs in automatic and manual optimisation, after AMP unscaling; torch's clip directly is
-        # ~4x cheaper per call than Lightning's clip_gradients on small networks.
-        if self.hparams.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.max_grad_norm)
+        """Clip the gradient norm, or drop the step if the gradients are not finite.
+
+        Runs in automatic and manual optimisation, after AMP unscaling; torch's clip directly
+        is ~4x cheaper per call than Lightning's ``clip_gradients`` on small networks.
+        """
+        params = [p for p in self.parameters() if p.grad is not None]
+        if not params:  # training_step skipped this update
+            return
+        max_norm = self.hparams.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm is not None else float("inf"))
+        if self.is_finite(norm, "gradient"):
+            self._skipped_in_a_row = 0
+        else:
+            optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are not updated
+
+    def is_finite(self, value: Tensor, what: str) -> bool:
+        """Whether ``value`` is finite on every process; if not, count a skipped update (and give
+        up after ``max_skipped_updates`` in a row). Every process decides the same way."""
+        finite = bool(_all_reduce(torch.isfinite(value).all().to(torch.float32), "min"))
+        if finite:
+            return True
+        self.skipped_updates += 1
+        self._skipped_in_a_row += 1
+        if self._skipped_in_a_row >= self.hparams.max_skipped_updates:
+            raise TrainingError(
+                f"{self._skipped_in_a_row} updates in a row had a non-finite {what} "
+                f"(last at env step {self.env_steps}); lower lr or check the env's rewards"
+            )
+        rank_zero_warn(f"non-finite {what} at env step {self.env_steps}: update skipped")
+        return False
 
     def scaled_rewards(self, batch: Batch) -> Tensor:
         """Rewards divided by the running std of discounted returns, if ``normalize_rewards``."""
@@ -316,6 +353,7 @@ class PolicyGradient(L.LightningModule):
         logged["train/episodes"] = float(self.episodes)
         logged["train/steps_per_second"] = (self.env_steps - self._clock[1]) / max(now - self._clock[0], 1e-9)
         logged["train/learning_rate"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+        logged["train/skipped_updates"] = float(self.skipped_updates)
         self._clock = (now, self.env_steps)
         episode_return = self.episode_return.compute()  # over all processes' episodes
         episode_length = self.episode_length.compute()
@@ -341,6 +379,7 @@ class PolicyGradient(L.LightningModule):
             "env_id": self.hparams.env_id,
             "env_steps": self.env_steps,
             "episodes": self.episodes,
+            "skipped_updates": self.skipped_updates,
             "processes": _gather_objects(local),  # every rank calls this hook when saving
         }
 
@@ -355,6 +394,7 @@ class PolicyGradient(L.LightningModule):
                 f"checkpoint is for {theirs[0]} on {theirs[1]}, this module is {mine[0]} on {mine[1]}"
             )
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
+        self.skipped_updates = state["skipped_updates"]
         processes = state["processes"]
         rank = self.global_rank if self._trainer is not None else 0
         if rank >= len(processes):  # more processes than when saved: fresh envs for the new ranks
@@ -373,10 +413,11 @@ class PolicyGradient(L.LightningModule):
         """Named loss terms and diagnostics for ``batch``; ``loss`` is the one to minimise."""
         raise NotImplementedError
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         terms = self.compute_losses(batch)
         self.log_metrics(batch, terms)
-        return terms["loss"]
+        # None makes Lightning skip backward and step (on every process, as is_finite agrees)
+        return terms["loss"] if self.is_finite(terms["loss"], "loss") else None
 
     def entropy_term(self, entropy: Tensor) -> Tensor:
         return -self.hparams.entropy_coef * entropy
@@ -632,12 +673,17 @@ class PPO(ActorCriticBase):
                 parts = [[d[index] for d in data] for index in order.tensor_split(minibatches)]
             for part in parts:
                 terms = self.minibatch_losses(*part, clip_range=clip_range)
+                if not self.is_finite(terms["loss"], "loss"):
+                    continue
                 optimizer.zero_grad()
                 self.manual_backward(terms["loss"])
                 optimizer.step()  # gradient clipping: on_before_optimizer_step
                 history.append(terms)
-            if hp.target_kl is not None and _all_reduce(history[-1]["approx_kl"], "mean") > hp.target_kl:
+            if hp.target_kl is not None and history and _all_reduce(history[-1]["approx_kl"], "mean") > hp.target_kl:
                 break
+        if not history:  # every minibatch was skipped
+            self.log_metrics(batch, {})
+            return
         metrics = {k: torch.stack([h[k].detach() for h in history]).mean() for k in history[0]}
         metrics["explained_variance"] = losses.explained_variance(data[3], data[5])
         metrics["updates"] = torch.tensor(float(len(history)))

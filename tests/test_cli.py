@@ -34,7 +34,7 @@ def test_default_run_logs_to_offline_wandb_and_checkpoints(tmp_path):
     result = train(tmp_path, "--config", str(ROOT / "configs/cartpole_reinforce.yaml"),
                    "--model.max_env_steps", "1500", "--trainer.enable_progress_bar", "false")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "W&B: no API key configured, logging offline" in result.stdout + result.stderr
+    assert "W&B: no API key configured, logging offline to runs/wandb" in result.stdout + result.stderr
     runs = glob.glob(str(tmp_path / "runs/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     history = wandb_history(runs[0])

@@ -43,7 +43,12 @@ class WandbLogger(_WandbLogger):
     """
 
     def __init__(
-        self, project: str = "pg_lightning", save_dir: str = "runs", mode: str | None = None, **kwargs: Any
+        self,
+        project: str = "pg_lightning",
+        save_dir: str = "runs",
+        mode: str | None = None,
+        group: str | None = None,
+        **kwargs: Any,
     ):
         reason = None
         if mode is None:
@@ -60,6 +65,8 @@ class WandbLogger(_WandbLogger):
                 f"W&B: {reason}, logging offline to {save_dir}/wandb "
                 f"(upload later with `wandb sync {save_dir}/wandb/offline-run-*`)"
             )
+        if group is not None:
+            kwargs["group"] = group  # runs of one config over several seeds, shown together
         super().__init__(project=project, save_dir=save_dir, mode=mode, **kwargs)
         self._axes_defined = False
 

@@ -1,0 +1,144 @@
+"""Collector throughput, and Lightning's overhead against a plain PyTorch loop doing the same updates.
+
+1. Collector: transitions per second playing the seed network (4-128-2) in 1, 8, 64 and 512
+   CartPole-v1 envs (median of 3 repeats).
+2. Overhead: ``Trainer.fit`` (CSV logging every 10 updates, as train.py logs) against a plain
+   loop that performs the identical updates with the same collector, losses and optimiser —
+   checked by comparing the final weights — for REINFORCE (the seed recipe) and PPO
+   (configs/cartpole_ppo.yaml). Printed as steps/s and the ratio fit / plain (1.0 = no overhead).
+
+    python benchmarks/throughput.py [--updates-scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from pg_lightning import PPO, Collector, Reinforce
+from pg_lightning.cli import model_from_config
+from pg_lightning.policies import ActorCritic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def collector_throughput(num_envs: int, transitions: int = 40_000, repeats: int = 3) -> float:
+    """Median transitions per second of ``Collector.rollout`` with the seed network."""
+    collector = Collector("CartPole-v1", num_envs, seed=0)
+    policy = ActorCritic(collector.env.single_observation_space, collector.env.single_action_space)
+    steps = max(transitions // num_envs, 20)
+    collector.rollout(policy, 10)  # warm-up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        collector.rollout(policy, steps)
+        rates.append(steps * num_envs / (time.perf_counter() - start))
+    collector.close()
+    return statistics.median(rates)
+
+
+def fit(module: L.LightningModule, updates: int) -> float:
+    """Seconds for ``Trainer.fit`` to run ``updates`` updates (after setup)."""
+    with tempfile.TemporaryDirectory() as logs:
+        trainer = L.Trainer(max_epochs=updates, logger=CSVLogger(logs), log_every_n_steps=10,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0)
+        timer = _Timer()
+        trainer.callbacks.append(timer)
+        trainer.fit(module)
+    return timer.seconds
+
+
+class _Timer(L.Callback):
+    def on_train_start(self, trainer, module):
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, module):
+        self.seconds = time.perf_counter() - self.start
+
+
+def plain_reinforce(module: Reinforce, updates: int) -> float:
+    """The same REINFORCE updates without Lightning."""
+    collector = module.make_collector()
+    optimizer = module.configure_optimizers()
+    start = time.perf_counter()
+    for _ in range(updates):
+        batch = collector.episodes(module.policy, module.hparams.episodes_per_batch)
+        loss = module.compute_losses(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        module.env_steps += batch.num_steps
+    seconds = time.perf_counter() - start
+    collector.close()
+    return seconds
+
+
+def plain_ppo(module: PPO, updates: int) -> float:
+    """The same PPO updates (full-batch epochs, as in configs/cartpole_ppo.yaml) without Lightning."""
+    hp = module.hparams
+    assert hp.minibatch_size is None and hp.target_kl is None, "the plain loop does full-batch epochs"
+    collector = module.make_collector()
+    optimizer = module.configure_optimizers()
+    start = time.perf_counter()
+    for _ in range(updates):
+        for group in optimizer.param_groups:  # linear lr annealing over the env-step budget
+            group["lr"] = hp.lr * (1.0 - module.progress) if hp.anneal_lr else hp.lr
+        batch = collector.rollout(module.policy, hp.n_steps)
+        obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+        with torch.no_grad():
+            old_log_probs, _, old_values = module.policy.evaluate(obs, actions)
+        advantages, returns = module.advantages(batch, old_values.view_as(batch.rewards))
+        mask = batch.mask.flatten()
+        data = [obs[mask], actions[mask], old_log_probs[mask], old_values[mask],
+                advantages.flatten()[mask], returns.flatten()[mask]]
+        for _ in range(hp.update_epochs):
+            loss = module.minibatch_losses(*data, clip_range=hp.clip_range)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)
+            optimizer.step()
+        module.env_steps += batch.num_steps
+    seconds = time.perf_counter() - start
+    collector.close()
+    return seconds
+
+
+def overhead(name: str, make, plain, updates: int) -> None:
+    lightning_module, plain_module = make(), make()
+    fit_seconds = fit(lightning_module, updates)
+    plain_seconds = plain(plain_module, updates)
+    same = all(torch.equal(a, b) for a, b in zip(lightning_module.policy.state_dict().values(),
+                                                  plain_module.policy.state_dict().values()))
+    fit_rate = lightning_module.env_steps / fit_seconds
+    plain_rate = plain_module.env_steps / plain_seconds
+    print(f"{name:<10} {updates:>7} {lightning_module.env_steps:>9} {fit_rate:>10.0f} {plain_rate:>10.0f} "
+          f"{fit_rate / plain_rate:>6.2f} {'yes' if same else 'NO'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates-scale", type=float, default=1.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, lightning {L.__version__}, 1 thread\n")
+    print(f"{'envs':>5} {'transitions/s':>14} {'µs/transition':>14}")
+    for num_envs in (1, 8, 64, 512):
+        rate = collector_throughput(num_envs)
+        print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f}")
+    print(f"\n{'algorithm':<10} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
+    scale = args.updates_scale
+    overhead("REINFORCE", lambda: Reinforce(seed=0), plain_reinforce, int(300 * scale))
+    overhead("PPO", lambda: model_from_config(str(ROOT / "configs/cartpole_ppo.yaml"), seed=0),
+             plain_ppo, int(100 * scale))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Multi-seed runs, the W&B sweep config, and the README's pipeline sample."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pg_lightning import plot, seeds
+from pg_lightning.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_one_command_runs_several_seeds_and_their_curves_plot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seeds.main([str(ROOT / "configs/cartpole_reinforce.yaml"), "--seeds", "0", "1", "--csv", "csv", "--",
+                "--model.max_env_steps", "2000", "--trainer.enable_progress_bar", "false"])
+    files = sorted((tmp_path / "csv" / "cartpole_reinforce").glob("seed*/metrics.csv"))
+    assert [f.parent.name for f in files] == ["seed0", "seed1"]
+    texts = [f.read_text() for f in files]
+    assert texts[0] != texts[1]  # different seeds, different runs
+    assert plot.main([str(tmp_path / "csv" / "cartpole_reinforce"), "--output", "curve.png",
+                      "--metric", "train/return_last100"]) in (0, None)
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("sweep", sorted((ROOT / "configs/sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_sweep_parameters_are_options_the_cli_accepts(sweep, capsys):
+    spec = yaml.safe_load(sweep.read_text())
+    assert spec["program"] == "train.py" and "${args}" in spec["command"]
+    config = spec["command"][spec["command"].index("--config") + 1]
+    args = []
+    for name, values in spec["parameters"].items():
+        value = values["values"][-1] if "values" in values else values["max"]
+        args.append(f"--{name}={value}")  # how `wandb agent` passes them
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(ROOT / config), *args, "--print_config"])
+    assert exit_.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    for name, values in spec["parameters"].items():
+        section, key = name.split(".")
+        expected = values["values"][-1] if "values" in values else values["max"]
+        assert printed[section]["init_args"][key] == expected
+
+
+def test_the_readme_pipeline_sample_runs(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Using the module in your own pipeline", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["model"].env_steps >= 1
+    assert list(tmp_path.glob("logs/**/metrics.csv"))

@@ -110,10 +110,12 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         args = ["--ckpt_path", str(last)] if kill else []
         began = time.time()
         process = start(config, *args)
-        wait_for_new_checkpoint(last, began, process)
-        time.sleep(rng.uniform(0.0, 1.5))  # anywhere: mid-collection, mid-update, mid-save
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        try:
+            wait_for_new_checkpoint(last, began, process)
+            time.sleep(rng.uniform(0.0, 1.5))  # anywhere: mid-collection, mid-update, mid-save
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
         state = torch.load(last, weights_only=True)  # never half-written
         history.append((state["epoch"], state["pg_lightning"]["env_steps"], state["pg_lightning"]["episodes"]))
         assert state["optimizer_states"][0]["state"]

@@ -11,17 +11,19 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 
 class StopWhenSolved(L.Callback):
-    """Stop training once ``monitor`` (the mean of the last 100 episodes) reaches ``threshold``.
+    """Stop training once the mean return of the last 100 training episodes reaches ``threshold``.
 
     ``threshold=None`` takes the env spec's ``reward_threshold`` (475 for CartPole-v1); envs
     without one never stop early. Requires ``min_episodes`` finished episodes so that a lucky
-    first few episodes do not count as solved.
+    first few episodes do not count as solved. The default reads the module's
+    ``return_last100``, fresh after every update; another ``monitor`` is read from the Trainer's
+    ``callback_metrics`` (as fresh as the module logs it).
     """
 
     def __init__(
         self,
         threshold: float | None = None,
-        monitor: str = "train/return_last100",
+        monitor: str | None = None,
         min_episodes: int = 100,
     ):
         self.threshold, self.monitor, self.min_episodes = threshold, monitor, min_episodes
@@ -36,15 +38,17 @@ class StopWhenSolved(L.Callback):
                 )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
+        if self.monitor is None:
+            name, value = "return_last100", pl_module.return_last100
+        else:
+            name, value = self.monitor, trainer.callback_metrics.get(self.monitor)
         if self.threshold is None or value is None or pl_module.episodes < self.min_episodes:
             return
         if float(value) >= self.threshold:
             self.solved_at = pl_module.env_steps
             trainer.should_stop = True
             rank_zero_info(
-                f"Solved: {self.monitor} = {float(value):.1f} >= {self.threshold} "
-                f"after {pl_module.env_steps} env steps"
+                f"Solved: {name} = {float(value):.1f} >= {self.threshold} after {pl_module.env_steps} env steps"
             )
 
 
@@ -88,14 +92,11 @@ class EnvStepProgressBar(ProgressBar):
         self._last_refresh = now
         self._bar.update(pl_module.env_steps - self._shown)
         self._shown = pl_module.env_steps
-        metrics = trainer.progress_bar_metrics
-        postfix = {
-            "updates": trainer.global_step if pl_module.automatic_optimization else trainer.current_epoch + 1,
-            "episodes": pl_module.episodes,
-        }
-        for key, label in (("train/return_last100", "last100"), ("val/episode_return", "val")):
-            if key in metrics:
-                postfix[label] = f"{float(metrics[key]):.1f}"
+        postfix = {"updates": trainer.current_epoch + 1, "episodes": pl_module.episodes}
+        if pl_module.return_last100 is not None:
+            postfix["last100"] = f"{pl_module.return_last100:.1f}"
+        if "val/episode_return" in trainer.progress_bar_metrics:
+            postfix["val"] = f"{float(trainer.progress_bar_metrics['val/episode_return']):.1f}"
         self._bar.set_postfix(postfix, refresh=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

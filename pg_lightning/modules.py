@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
-import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
@@ -64,7 +63,7 @@ class PolicyGradient(L.LightningModule):
         num_envs: parallel envs per process.
         vectorization: ``auto`` (the env's own vectorised version if any, else sync), ``sync`` or ``async``.
         hidden_sizes: widths of the hidden layers.
-        activation: one of ``relu``, ``tanh``, ``elu``, ``gelu``, ``silu``.
+        activation: one of ``relu``, ``tanh``, ``elu``, ``silu`` (ReLU is ~25x cheaper than tanh on a CPU).
         critic: ``none``, ``separate`` (own MLP) or ``shared`` (value output on the actor's trunk).
         lr: Adam learning rate.
         gamma: discount factor in [0, 1].
@@ -112,7 +111,6 @@ class PolicyGradient(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        hp = self.hparams
         require(isinstance(env_id, str) and bool(env_id), f"env_id must be a gymnasium id, got {env_id!r}")
         require(num_envs >= 1, f"num_envs must be >= 1, got {num_envs}")
         require(
@@ -147,6 +145,7 @@ class PolicyGradient(L.LightningModule):
         self.episode_length = MeanMetric()
         self.env_steps = 0  # summed over processes
         self.episodes = 0
+        self.return_last100: float | None = None  # mean of the last 100 episodes, pooled
         self.skipped_updates = 0
         self._skipped_in_a_row = 0
         self.collector: Collector | None = None
@@ -158,6 +157,7 @@ class PolicyGradient(L.LightningModule):
     def batch_columns(self) -> int:
         """N of the ``[T, N]`` batches: one per env for rollouts."""
         return self.hparams.num_envs
+
     def make_collector(self) -> Collector:
         """This process's collector: env seeds ``seed + rank * num_envs + i``."""
         hp = self.hparams
@@ -323,28 +323,25 @@ class PolicyGradient(L.LightningModule):
     def log_metrics(self, batch: Batch, metrics: dict[str, Tensor]) -> None:
         """Count the batch's steps and episodes (over all processes) and log ``train/*``.
 
-        ``train/return_last100`` (progress bar, StopWhenSolved, checkpoint selection) is logged
-        every update. The rest is logged when the Trainer writes logs (``log_every_n_steps``):
-        Lightning's per-key logging costs ~0.15 ms, more than a CartPole update. Episode return
-        and length are the means over the episodes finished since the previous write, and
-        steps/s covers the same interval.
+        Counters and ``return_last100`` (read by StopWhenSolved and the progress bar) are updated
+        every update; ``self.log`` runs only when the Trainer writes logs (``log_every_n_steps``),
+        as Lightning's logging costs ~0.4 ms per key and epoch, about a CartPole update. Episode
+        return and length are the means over the episodes finished since the previous write,
+        and steps/s covers the same interval.
         """
-        counts = torch.tensor([batch.num_steps, len(batch.episode_returns)], dtype=torch.float64)
-        steps, episodes = _all_reduce(counts.to(self.device), "sum").tolist()
+        window = self.collector.recent_returns if self.collector is not None else ()
+        counts = torch.tensor([batch.num_steps, len(batch.episode_returns), sum(window), len(window)],
+                              dtype=torch.float64, device=self.device)
+        # pooled over processes; every process takes part, even with no finished episode yet
+        steps, episodes, window_sum, window_size = _all_reduce(counts, "sum").tolist()
         self.env_steps += int(steps)
         self.episodes += int(episodes)
+        self.return_last100 = window_sum / window_size if window_size else None
         budget = self.hparams.max_env_steps
         if budget is not None and self.env_steps >= budget:
             self.trainer.should_stop = True
         self.episode_return.update(batch.episode_returns)
         self.episode_length.update(batch.episode_lengths)
-        window = self.collector.recent_returns if self.collector is not None else ()
-        # pooled over processes; every process takes part, even with no finished episode yet
-        total, count = _all_reduce(torch.tensor([sum(window), len(window)], dtype=torch.float64,
-                                                device=self.device), "sum").tolist()
-        if count:
-            self.log("train/return_last100", total / count, prog_bar=True, on_step=True,
-                     on_epoch=False, batch_size=1)
         if not self.trainer._logger_connector.should_update_logs:
             return
         now = time.perf_counter()
@@ -355,6 +352,8 @@ class PolicyGradient(L.LightningModule):
         logged["train/learning_rate"] = self.trainer.optimizers[0].param_groups[0]["lr"]
         logged["train/skipped_updates"] = float(self.skipped_updates)
         self._clock = (now, self.env_steps)
+        if self.return_last100 is not None:
+            logged["train/return_last100"] = self.return_last100
         episode_return = self.episode_return.compute()  # over all processes' episodes
         episode_length = self.episode_length.compute()
         self.episode_return.reset()
@@ -362,7 +361,9 @@ class PolicyGradient(L.LightningModule):
         if torch.isfinite(episode_return):  # some episode ended since the last write
             logged["train/episode_return"] = episode_return
             logged["train/episode_length"] = episode_length
+        shown = {k: logged.pop(k) for k in ("train/episode_return", "train/return_last100") if k in logged}
         self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+        self.log_dict(shown, on_step=True, on_epoch=False, batch_size=1, prog_bar=True)
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
         self._update_statistics(batch)

@@ -92,13 +92,7 @@ def plain_ppo(module: PPO, updates: int) -> float:
         for group in optimizer.param_groups:  # linear lr annealing over the env-step budget
             group["lr"] = hp.lr * (1.0 - module.progress) if hp.anneal_lr else hp.lr
         batch = collector.rollout(module.policy, hp.n_steps)
-        obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
-        with torch.no_grad():
-            old_log_probs, _, old_values = module.policy.evaluate(obs, actions)
-        advantages, returns = module.advantages(batch, old_values.view_as(batch.rewards))
-        mask = batch.mask.flatten()
-        data = [obs[mask], actions[mask], old_log_probs[mask], old_values[mask],
-                advantages.flatten()[mask], returns.flatten()[mask]]
+        data = module.rollout_data(batch)
         for _ in range(hp.update_epochs):
             loss = module.minibatch_losses(*data, clip_range=hp.clip_range)["loss"]
             optimizer.zero_grad()

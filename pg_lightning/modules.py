@@ -648,16 +648,21 @@ class PPO(ActorCriticBase):
         )
         return terms
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
-        hp = self.hparams
-        optimizer = self.optimizers()
+    def rollout_data(self, batch: Batch) -> list[Tensor]:
+        """The real transitions of a rollout as flat tensors, in ``minibatch_losses`` order:
+        observations, actions, old log-probs, old values, advantages, returns."""
         obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
         with torch.no_grad():
             old_log_probs, _, old_values = self.policy.evaluate(obs, actions)
         advantages, returns = self.advantages(batch, old_values.view_as(batch.rewards))
         mask = batch.mask.flatten()
-        data = [obs[mask], actions[mask], old_log_probs[mask], old_values[mask],
+        return [obs[mask], actions[mask], old_log_probs[mask], old_values[mask],
                 advantages.flatten()[mask], returns.flatten()[mask]]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        hp = self.hparams
+        optimizer = self.optimizers()
+        data = self.rollout_data(batch)
         size = data[0].shape[0]
         # Every process must take the same number of gradient steps (DDP all-reduces each one),
         # but autoreset steps make the number of real transitions differ: count minibatches on

@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader
 from pg_lightning import A2C, PPO, Batch, StopWhenSolved
 from pg_lightning.errors import ConfigError
 
+from helpers import assert_same_gradients
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -416,13 +418,7 @@ def test_ppo_minibatch_losses_match_a_rederivation(clip_range_vf, normalize_adva
     if clip_range_vf is not None:  # and value clipping actually bites
         unclipped = 0.5 * ((reference_value(module.policy, data[0]) - data[5]) ** 2).mean()
         assert ours["value_loss"].item() > unclipped.item() + 1e-4
-    grads = []
-    for loss in (ours["loss"], theirs["loss"]):
-        module.zero_grad()
-        loss.backward()
-        grads.append([p.grad.clone() for p in module.policy.parameters()])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert_same_gradients(module, ours["loss"], theirs["loss"])
 
 
 def test_ppo_at_the_old_policy_has_no_clipping_and_zero_kl():

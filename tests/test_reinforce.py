@@ -10,6 +10,8 @@ from pg_lightning import Reinforce
 from pg_lightning.errors import ConfigError
 from pg_lightning.returns import discounted_returns
 
+from helpers import assert_same_gradients
+
 
 def seed_loss(policy, batch, gamma=0.99):
     """The seed's loop: returns G_t = r_t + γ G_{t+1}, normalised, one graph per step."""
@@ -54,13 +56,7 @@ def test_loss_and_gradient_match_the_seed_per_step_version():
     ours = module.compute_losses(batch)["loss"]
     theirs = seed_loss(module.policy, batch)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
-    grads = []
-    for loss in (ours, theirs):
-        module.zero_grad()
-        loss.backward()
-        grads.append([p.grad.clone() for p in module.policy.parameters()])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert_same_gradients(module, ours, theirs)
 
 
 def test_flags_change_the_loss():

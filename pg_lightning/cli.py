@@ -7,8 +7,11 @@ import sys
 import zipfile
 from typing import Any
 
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from pg_lightning.callbacks import StopWhenSolved
 from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.modules import PolicyGradient
 
@@ -19,37 +22,44 @@ DEFAULTS = {
     "trainer.max_epochs": -1,  # one epoch is one update; the env-step budget or StopWhenSolved ends it
     "trainer.log_every_n_steps": 10,
     "trainer.logger": {"class_path": "pg_lightning.loggers.WandbLogger"},
-    "trainer.callbacks": [
-        {"class_path": "pg_lightning.callbacks.StopWhenSolved"},
-        {"class_path": "pg_lightning.callbacks.EnvStepProgressBar"},
-        {
-            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {
-                "monitor": "train/return_last100",
-                "mode": "max",
-                "save_last": True,
-                "every_n_epochs": 25,
-                "filename": "best",
-            },
-        },
-    ],
+    "trainer.callbacks": [{"class_path": "pg_lightning.callbacks.EnvStepProgressBar"}],
+    "checkpoint.monitor": "train/return_last100",
+    "checkpoint.mode": "max",
+    "checkpoint.save_last": True,
+    "checkpoint.every_n_epochs": 25,
+    "checkpoint.filename": "best",
 }
 
 
 class CLI(LightningCLI):
-    """LightningCLI over the pg_lightning modules; the default model is the seed's ``Reinforce``."""
+    """LightningCLI over the pg_lightning modules; the default model is the seed's ``Reinforce``.
+
+    Besides ``model`` and ``trainer`` it has the groups ``solved`` (StopWhenSolved, e.g.
+    ``--solved.threshold -80``), ``checkpoint`` (ModelCheckpoint) and ``torch_threads``, so a
+    config can set them without restating ``trainer.callbacks``.
+    """
 
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(StopWhenSolved, "solved")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_argument("--torch_threads", type=int, default=1,
+                            help="torch CPU threads; 1 is fastest for small networks on a shared CPU")
         parser.set_defaults(DEFAULTS)
+
+    def _config(self):
+        """This run's config (the subcommand's, when there are subcommands)."""
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
 
     def parse_arguments(self, parser, args) -> None:
         # ``main`` always passes the argument list (with ``fit`` inserted); no warning about it.
         self.config = parser.parse_args(args)
-        config = self.config[self.config.subcommand]
+        config = self._config()
         _check_checkpoint(config.get("ckpt_path"), config.model)  # before Lightning reads it
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self._config()
+        torch.set_num_threads(config.torch_threads)
         if config.get("weights_only", False) is None:
             config.weights_only = True  # pg_lightning checkpoints hold only tensors and plain data
         trainer = config.trainer
@@ -65,8 +75,6 @@ def _check_checkpoint(path: str | None, model) -> None:
         raise ConfigError(f"--ckpt_path {path!r} does not exist")
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"--ckpt_path {path!r} is not a torch checkpoint (corrupt or truncated?)")
-    import torch
-
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True).get("pg_lightning")
     except Exception as err:

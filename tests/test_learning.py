@@ -37,3 +37,9 @@ def test_each_algorithm_solves_cartpole(config):
     solved, model = solve(config, 0)
     assert solved.solved_at is not None, f"not solved in {model.env_steps} steps: last100 {model.return_last100}"
     assert solved.solved_at <= model.hparams.max_env_steps
+
+
+@pytest.mark.slow
+def test_ppo_learns_pendulum_with_continuous_actions():
+    solved, model = solve("pendulum_ppo.yaml", 0, threshold=-250)
+    assert solved.solved_at is not None and solved.solved_at <= 300_000, model.return_last100

@@ -80,9 +80,8 @@ trainer:
   logger: false
   enable_progress_bar: false
   enable_model_summary: false
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args: {{dirpath: {dirpath}, save_last: true, save_top_k: 1, every_n_epochs: 4}}
+checkpoint: {{dirpath: {dirpath}, save_last: true, save_top_k: 1, every_n_epochs: 4, monitor: null}}
+solved: {{threshold: 1000.0}}
 """
 
 

@@ -1,10 +1,11 @@
 """Collector throughput, and Lightning's overhead against a plain PyTorch loop doing the same updates.
 
-1. Collector: transitions per second playing the seed network (4-128-2) in 1, 8, 64 and 512
+1. Collector: transitions per second playing the seed network (4-128-2) in 1, 8, 32, 64 and 512
    CartPole-v1 envs (median of 3 repeats).
 2. Overhead: ``Trainer.fit`` (CSV logging every 10 updates, as train.py logs) against a plain
-   loop that performs the identical updates with the same collector, losses and optimiser —
-   checked by comparing the final weights — for REINFORCE (the seed recipe) and PPO
+   loop that performs the identical updates with the same collector, losses and optimiser, and
+   writes the same metrics to the same kind of CSV logger every 10 updates — checked by
+   comparing the final weights — for REINFORCE (the seed recipe) and PPO
    (configs/cartpole_ppo.yaml). Printed as steps/s and the ratio fit / plain (1.0 = no overhead).
 
     python benchmarks/throughput.py [--updates-scale 1.0]
@@ -64,19 +65,41 @@ class _Timer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
+class PlainLog:
+    """What a hand-written loop logs: the update's terms and the counters, every 10 updates."""
+
+    def __init__(self, folder: str):
+        self.logger, self.updates, self.returns = CSVLogger(folder), 0, []
+
+    def __call__(self, module, batch, terms: dict[str, torch.Tensor], collector) -> None:
+        self.updates += 1
+        self.returns += batch.episode_returns.tolist()
+        if self.updates % 10:
+            return
+        metrics = {f"train/{k}": float(v) for k, v in terms.items()}
+        metrics.update({"train/env_steps": module.env_steps, "train/episode_return": sum(self.returns) / max(len(self.returns), 1),
+                        "train/return_last100": sum(collector.recent_returns) / len(collector.recent_returns)})
+        self.logger.log_metrics(metrics, step=self.updates)
+        self.returns = []
+
+
 def plain_reinforce(module: Reinforce, updates: int) -> float:
     """The same REINFORCE updates without Lightning."""
     collector = module.make_collector()
     optimizer = module.configure_optimizers()
-    start = time.perf_counter()
-    for _ in range(updates):
-        batch = collector.episodes(module.policy, module.hparams.episodes_per_batch)
-        loss = module.compute_losses(batch)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        module.env_steps += batch.num_steps
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as logs:
+        log = PlainLog(logs)
+        start = time.perf_counter()
+        for _ in range(updates):
+            batch = collector.episodes(module.policy, module.hparams.episodes_per_batch)
+            terms = module.compute_losses(batch)
+            optimizer.zero_grad()
+            terms["loss"].backward()
+            optimizer.step()
+            module.env_steps += batch.num_steps
+            log(module, batch, terms, collector)
+        log.logger.save()
+        seconds = time.perf_counter() - start
     collector.close()
     return seconds
 
@@ -87,20 +110,24 @@ def plain_ppo(module: PPO, updates: int) -> float:
     assert hp.minibatch_size is None and hp.target_kl is None, "the plain loop does full-batch epochs"
     collector = module.make_collector()
     optimizer = module.configure_optimizers()
-    start = time.perf_counter()
-    for _ in range(updates):
-        for group in optimizer.param_groups:  # linear lr annealing over the env-step budget
-            group["lr"] = hp.lr * (1.0 - module.progress) if hp.anneal_lr else hp.lr
-        batch = collector.rollout(module.policy, hp.n_steps)
-        data = module.rollout_data(batch)
-        for _ in range(hp.update_epochs):
-            loss = module.minibatch_losses(*data, clip_range=hp.clip_range)["loss"]
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)
-            optimizer.step()
-        module.env_steps += batch.num_steps
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as logs:
+        log = PlainLog(logs)
+        start = time.perf_counter()
+        for _ in range(updates):
+            for group in optimizer.param_groups:  # linear lr annealing over the env-step budget
+                group["lr"] = hp.lr * (1.0 - module.progress) if hp.anneal_lr else hp.lr
+            batch = collector.rollout(module.policy, hp.n_steps)
+            data = module.rollout_data(batch)
+            for _ in range(hp.update_epochs):
+                terms = module.minibatch_losses(*data, clip_range=hp.clip_range)
+                optimizer.zero_grad()
+                terms["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)
+                optimizer.step()
+            module.env_steps += batch.num_steps
+            log(module, batch, terms, collector)
+        log.logger.save()
+        seconds = time.perf_counter() - start
     collector.close()
     return seconds
 
@@ -124,7 +151,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, lightning {L.__version__}, 1 thread\n")
     print(f"{'envs':>5} {'transitions/s':>14} {'µs/transition':>14}")
-    for num_envs in (1, 8, 64, 512):
+    for num_envs in (1, 8, 32, 64, 512):
         rate = collector_throughput(num_envs)
         print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f}")
     print(f"\n{'algorithm':<10} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")

@@ -80,8 +80,8 @@ class PolicyGradient(L.LightningModule):
             ``test``); sets the Trainer's ``check_val_every_n_epoch``.
         eval_episodes: deterministic-policy episodes per evaluation, in a separately seeded env.
         record_video: record the first evaluation episode as an mp4 (and log it to W&B).
-        max_skipped_updates: updates with a non-finite loss or gradient are skipped with a
-            warning (``train/skipped_updates``); this many in a row stop training with an error.
+        max_skipped_updates: updates with a non-finite loss or gradient are skipped (no parameter
+            changes) with a warning (``train/skipped_updates``); this many in a row stop training with an error.
     """
 
     def __init__(
@@ -252,17 +252,16 @@ class PolicyGradient(L.LightningModule):
                     group["lr"] = self.hparams.lr * (1.0 - self.progress)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Clip the gradient norm, or drop the step if the gradients are not finite.
+        """Clip the gradient norm, or drop the step if the gradients are not finite (which a
+        non-finite loss also makes them).
 
         Runs in automatic and manual optimisation, after AMP unscaling; torch's clip directly
         is ~4x cheaper per call than Lightning's ``clip_gradients`` on small networks.
         """
         params = [p for p in self.parameters() if p.grad is not None]
-        if not params:  # training_step skipped this update
-            return
         max_norm = self.hparams.max_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm is not None else float("inf"))
-        if self.is_finite(norm, "gradient"):
+        if self.is_finite(norm, "loss or gradient"):
             self._skipped_in_a_row = 0
         else:
             optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are not updated
@@ -414,11 +413,10 @@ class PolicyGradient(L.LightningModule):
         """Named loss terms and diagnostics for ``batch``; ``loss`` is the one to minimise."""
         raise NotImplementedError
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch)
         self.log_metrics(batch, terms)
-        # None makes Lightning skip backward and step (on every process, as is_finite agrees)
-        return terms["loss"] if self.is_finite(terms["loss"], "loss") else None
+        return terms["loss"]  # a non-finite loss gives non-finite gradients: see on_before_optimizer_step
 
     def entropy_term(self, entropy: Tensor) -> Tensor:
         return -self.hparams.entropy_coef * entropy
@@ -679,17 +677,12 @@ class PPO(ActorCriticBase):
                 parts = [[d[index] for d in data] for index in order.tensor_split(minibatches)]
             for part in parts:
                 terms = self.minibatch_losses(*part, clip_range=clip_range)
-                if not self.is_finite(terms["loss"], "loss"):
-                    continue
                 optimizer.zero_grad()
                 self.manual_backward(terms["loss"])
                 optimizer.step()  # gradient clipping: on_before_optimizer_step
                 history.append(terms)
-            if hp.target_kl is not None and history and _all_reduce(history[-1]["approx_kl"], "mean") > hp.target_kl:
+            if hp.target_kl is not None and _all_reduce(history[-1]["approx_kl"], "mean") > hp.target_kl:
                 break
-        if not history:  # every minibatch was skipped
-            self.log_metrics(batch, {})
-            return
         metrics = {k: torch.stack([h[k].detach() for h in history]).mean() for k in history[0]}
         metrics["explained_variance"] = losses.explained_variance(data[3], data[5])
         metrics["updates"] = torch.tensor(float(len(history)))

@@ -253,7 +253,7 @@ def test_non_finite_updates_are_skipped_and_counted(where):
 
 def test_too_many_non_finite_updates_in_a_row_stop_training():
     module = Poisoned(bad=range(1, 100), seed=0, max_skipped_updates=3)
-    with pytest.raises(TrainingError, match="3 updates in a row had a non-finite loss"):
+    with pytest.raises(TrainingError, match="3 updates in a row had a non-finite loss or gradient"):
         trainer(max_epochs=10).fit(module)
 
 

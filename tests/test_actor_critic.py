@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.distributions import Categorical, Normal
 from torch.utils.data import DataLoader
 
-from pg_lightning import A2C, PPO, Batch, StopWhenSolved
+from pg_lightning import A2C, PPO, Batch
 from pg_lightning.errors import ConfigError
 
 from helpers import assert_same_gradients
@@ -782,19 +782,3 @@ def test_bad_settings_raise_config_error_naming_the_value(cls, kwargs, message):
     with pytest.raises(ConfigError) as err:
         cls(**kwargs)
     assert message in str(err.value)
-
-
-# ---- 9. learning -----------------------------------------------------------------------------
-@pytest.mark.slow
-def test_ppo_config_solves_cartpole(quiet_trainer_kwargs):
-    from pg_lightning.cli import model_from_config
-
-    model = model_from_config(str(ROOT / "configs/cartpole_ppo.yaml"), seed=0)
-    assert isinstance(model, PPO)
-    solved = StopWhenSolved()
-    quiet_trainer_kwargs["log_every_n_steps"] = 50
-    trainer = L.Trainer(callbacks=[solved], **quiet_trainer_kwargs)
-    trainer.fit(model)
-    assert solved.solved_at is not None, f"not solved in {model.env_steps} env steps"
-    assert float(trainer.callback_metrics["train/return_last100"]) >= 475
-    assert model.env_steps <= model.hparams.max_env_steps

@@ -25,8 +25,10 @@ def wandb_history(run_file: str) -> dict[str, list[float]]:
     """Metric values from an offline run's .wandb log (history items are key / JSON value pairs)."""
     data = Path(run_file).read_bytes()
     history: dict[str, list[float]] = {}
-    for key, value in re.findall(rb"\x12.((?:train|val)/\w+)\x82\x01.([-0-9.e]+)", data, re.S):
-        history.setdefault(key.decode(), []).append(float(value))
+    for match in re.finditer(rb"\x12.((?:train|val)/\w+)\x82\x01(.)", data, re.S):
+        length, start = match.group(2)[0], match.end()  # protobuf: value_json's length, then it
+        value = data[start : start + length]
+        history.setdefault(match.group(1).decode(), []).append(float(value))
     return history
 
 

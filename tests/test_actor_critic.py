@@ -4,7 +4,6 @@ bad settings, and PPO learning CartPole."""
 
 import csv
 import math
-from pathlib import Path
 
 import gymnasium as gym
 import lightning as L
@@ -20,7 +19,6 @@ from pg_lightning.errors import ConfigError
 
 from helpers import assert_same_gradients
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---- tiny custom envs ---------------------------------------------------------------------------

@@ -108,19 +108,22 @@ class CategoricalHead(nn.Module):
     def mode(self, params: Tensor) -> Tensor:
         return self._pack([lg.argmax(-1) for lg in self._logits(params)])
 
+    def log_prob_entropy(self, params: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log π(a), entropy)`` from one log-softmax per component."""
+        log_probs, entropies = [], []
+        for logits, a in zip(self._logits(params), self._unpack(actions)):
+            logp = logits.log_softmax(-1)
+            log_probs.append(logp.gather(-1, a.unsqueeze(-1)).squeeze(-1))
+            entropies.append(-(logp.exp() * logp).sum(-1))
+        if not self.multi:
+            return log_probs[0], entropies[0]
+        return torch.stack(log_probs).sum(0), torch.stack(entropies).sum(0)
+
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
-        terms = [
-            lg.log_softmax(-1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
-            for lg, a in zip(self._logits(params), self._unpack(actions))
-        ]
-        return torch.stack(terms).sum(0)
+        return self.log_prob_entropy(params, actions)[0]
 
     def entropy(self, params: Tensor) -> Tensor:
-        terms = []
-        for lg in self._logits(params):
-            logp = lg.log_softmax(-1)
-            terms.append(-(logp.exp() * logp).sum(-1))
-        return torch.stack(terms).sum(0)
+        return self.log_prob_entropy(params, self.mode(params))[1]
 
 
 class GaussianHead(nn.Module):
@@ -155,6 +158,9 @@ class GaussianHead(nn.Module):
     def entropy(self, params: Tensor) -> Tensor:
         per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + self.log_std
         return per_dim.sum().expand(params.shape[:-1])
+
+    def log_prob_entropy(self, params: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        return self.log_prob(params, actions), self.entropy(params)
 
 
 def make_head(action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
@@ -280,7 +286,7 @@ class ActorCritic(nn.Module):
         features = self.trunk(x)
         params = self.actor_out(features)
         values = self._value_from(x, features) if self.has_critic else None
-        return self.head.log_prob(params, actions), self.head.entropy(params), values
+        return (*self.head.log_prob_entropy(params, actions), values)
 
     def value(self, obs: Tensor) -> Tensor:
         """``V(s)``; needs a critic."""

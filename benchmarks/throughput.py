@@ -76,26 +76,23 @@ class PlainLog:
         self.returns += batch.episode_returns.tolist()
         if self.updates % 10:
             return
-        metrics = {f"train/{k}": float(v) for k, v in terms.items()}
+        metrics = {f"train/{k}": float(v.detach()) for k, v in terms.items()}
         metrics.update({"train/env_steps": module.env_steps, "train/episode_return": sum(self.returns) / max(len(self.returns), 1),
                         "train/return_last100": sum(collector.recent_returns) / len(collector.recent_returns)})
         self.logger.log_metrics(metrics, step=self.updates)
         self.returns = []
 
 
-def plain_reinforce(module: Reinforce, updates: int) -> float:
-    """The same REINFORCE updates without Lightning."""
+def plain_loop(module: L.LightningModule, updates: int, update) -> float:
+    """Seconds for ``updates`` calls of ``update(module, collector, optimizer) -> (batch, terms)``,
+    counting env steps and logging as a hand-written loop would, without Lightning."""
     collector = module.make_collector()
     optimizer = module.configure_optimizers()
     with tempfile.TemporaryDirectory() as logs:
         log = PlainLog(logs)
         start = time.perf_counter()
         for _ in range(updates):
-            batch = collector.episodes(module.policy, module.hparams.episodes_per_batch)
-            terms = module.compute_losses(batch)
-            optimizer.zero_grad()
-            terms["loss"].backward()
-            optimizer.step()
+            batch, terms = update(module, collector, optimizer)
             module.env_steps += batch.num_steps
             log(module, batch, terms, collector)
         log.logger.save()
@@ -104,38 +101,37 @@ def plain_reinforce(module: Reinforce, updates: int) -> float:
     return seconds
 
 
-def plain_ppo(module: PPO, updates: int) -> float:
-    """The same PPO updates (full-batch epochs, as in configs/cartpole_ppo.yaml) without Lightning."""
+def reinforce_update(module: Reinforce, collector, optimizer):
+    """One REINFORCE update: a batch of episodes, one gradient step."""
+    batch = collector.episodes(module.policy, module.hparams.episodes_per_batch)
+    terms = module.compute_losses(batch)
+    optimizer.zero_grad()
+    terms["loss"].backward()
+    optimizer.step()
+    return batch, terms
+
+
+def ppo_update(module: PPO, collector, optimizer):
+    """One PPO update with full-batch epochs, as in configs/cartpole_ppo.yaml."""
     hp = module.hparams
-    assert hp.minibatch_size is None and hp.target_kl is None, "the plain loop does full-batch epochs"
-    collector = module.make_collector()
-    optimizer = module.configure_optimizers()
-    with tempfile.TemporaryDirectory() as logs:
-        log = PlainLog(logs)
-        start = time.perf_counter()
-        for _ in range(updates):
-            for group in optimizer.param_groups:  # linear lr annealing over the env-step budget
-                group["lr"] = hp.lr * (1.0 - module.progress) if hp.anneal_lr else hp.lr
-            batch = collector.rollout(module.policy, hp.n_steps)
-            data = module.rollout_data(batch)
-            for _ in range(hp.update_epochs):
-                terms = module.minibatch_losses(*data, clip_range=hp.clip_range)
-                optimizer.zero_grad()
-                terms["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)
-                optimizer.step()
-            module.env_steps += batch.num_steps
-            log(module, batch, terms, collector)
-        log.logger.save()
-        seconds = time.perf_counter() - start
-    collector.close()
-    return seconds
+    assert hp.minibatch_size is None and hp.target_kl is None, "this loop does full-batch epochs"
+    for group in optimizer.param_groups:  # linear lr annealing over the env-step budget
+        group["lr"] = hp.lr * (1.0 - module.progress) if hp.anneal_lr else hp.lr
+    batch = collector.rollout(module.policy, hp.n_steps)
+    data = module.rollout_data(batch)
+    for _ in range(hp.update_epochs):
+        terms = module.minibatch_losses(*data, clip_range=hp.clip_range)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)
+        optimizer.step()
+    return batch, terms
 
 
-def overhead(name: str, make, plain, updates: int) -> None:
+def overhead(name: str, make, update, updates: int) -> None:
     lightning_module, plain_module = make(), make()
     fit_seconds = fit(lightning_module, updates)
-    plain_seconds = plain(plain_module, updates)
+    plain_seconds = plain_loop(plain_module, updates, update)
     same = all(torch.equal(a, b) for a, b in zip(lightning_module.policy.state_dict().values(),
                                                   plain_module.policy.state_dict().values()))
     fit_rate = lightning_module.env_steps / fit_seconds
@@ -156,9 +152,9 @@ def main() -> None:
         print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f}")
     print(f"\n{'algorithm':<10} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
     scale = args.updates_scale
-    overhead("REINFORCE", lambda: Reinforce(seed=0), plain_reinforce, int(300 * scale))
+    overhead("REINFORCE", lambda: Reinforce(seed=0), reinforce_update, int(300 * scale))
     overhead("PPO", lambda: model_from_config(str(ROOT / "configs/cartpole_ppo.yaml"), seed=0),
-             plain_ppo, int(100 * scale))
+             ppo_update, int(100 * scale))
 
 
 if __name__ == "__main__":

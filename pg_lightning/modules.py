@@ -259,12 +259,13 @@ class PolicyGradient(L.LightningModule):
         is ~4x cheaper per call than Lightning's ``clip_gradients`` on small networks.
         """
         params = [p for p in self.parameters() if p.grad is not None]
-        max_norm = self.hparams.max_grad_norm
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm is not None else float("inf"))
-        if self.is_finite(norm, "loss or gradient"):
-            self._skipped_in_a_row = 0
-        else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if not self.is_finite(norm, "loss or gradient"):
             optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are not updated
+            return
+        self._skipped_in_a_row = 0
+        if self.hparams.max_grad_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, self.hparams.max_grad_norm, norm)
 
     def is_finite(self, value: Tensor, what: str) -> bool:
         """Whether ``value`` is finite on every process; if not, count a skipped update (and give

@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from pg_lightning.callbacks import StopWhenSolved
 from pg_lightning.errors import ConfigError, TrainingError
-from pg_lightning.modules import PolicyGradient
+from pg_lightning.modules import PolicyGradient, check_checkpoint_matches
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -81,13 +81,7 @@ def _check_checkpoint(path: str | None, model) -> None:
         raise ConfigError(f"--ckpt_path {path!r} cannot be read: {type(err).__name__}: {err}") from None
     if saved is None:
         raise ConfigError(f"--ckpt_path {path!r} is not a pg_lightning checkpoint")
-    algorithm = str(model.class_path).rpartition(".")[2]
-    env_id = model.init_args.get("env_id")
-    if (saved["algorithm"], saved["env_id"]) != (algorithm, env_id):
-        raise ConfigError(
-            f"checkpoint is for {saved['algorithm']} on {saved['env_id']}, this module is "
-            f"{algorithm} on {env_id}"
-        )
+    check_checkpoint_matches(saved, str(model.class_path).rpartition(".")[2], model.init_args.get("env_id"))
 
 
 def _config_error(err: BaseException) -> ConfigError | None:

@@ -50,6 +50,14 @@ def _all_reduce(value: Tensor, op: str) -> Tensor:
     return value
 
 
+def check_checkpoint_matches(state: dict[str, Any], algorithm: str, env_id: str) -> None:
+    """A ConfigError unless the checkpoint's ``pg_lightning`` entry is for ``algorithm`` on ``env_id``."""
+    if (state["algorithm"], state["env_id"]) != (algorithm, env_id):
+        raise ConfigError(
+            f"checkpoint is for {state['algorithm']} on {state['env_id']}, this module is {algorithm} on {env_id}"
+        )
+
+
 class PolicyGradient(L.LightningModule):
     """Base for the policy-gradient family; not used directly.
 
@@ -161,7 +169,7 @@ class PolicyGradient(L.LightningModule):
     def make_collector(self) -> Collector:
         """This process's collector: env seeds ``seed + rank * num_envs + i``."""
         hp = self.hparams
-        rank = self.global_rank if self._trainer is not None else 0
+        rank = self.global_rank  # 0 outside a Trainer
         collector = Collector(
             hp.env_id, hp.num_envs, hp.env_kwargs, hp.vectorization,
             seed=hp.seed + rank * hp.num_envs,
@@ -200,15 +208,15 @@ class PolicyGradient(L.LightningModule):
 
     def _play_evaluation(self) -> dict[str, Any]:
         hp = self.hparams
-        rank = self.global_rank if self._trainer is not None else 0
-        video = None
-        if hp.record_video and rank == 0:
-            root = self.trainer.log_dir or self.trainer.default_root_dir
-            video = Path(root) / "videos"
+        rank = self.global_rank  # 0 outside a Trainer
+        video = self._video_folder() if hp.record_video and rank == 0 else None
         return evaluate(
             self.policy, hp.env_id, hp.eval_episodes, hp.seed + EVAL_SEED_OFFSET + rank * hp.eval_episodes,
             hp.env_kwargs, video, video_prefix=f"update{self.current_epoch}",
         )
+
+    def _video_folder(self) -> Path:
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir) / "videos"
 
     def _log_evaluation(self, results: dict[str, Tensor], prefix: str) -> None:
         returns = results["returns"]
@@ -222,8 +230,7 @@ class PolicyGradient(L.LightningModule):
         )
         self.log(f"{prefix}/episode_return", returns.mean(), prog_bar=True, sync_dist=True, batch_size=len(returns))
         if self.hparams.record_video and self.global_rank == 0:
-            videos = sorted((Path(self.trainer.log_dir or self.trainer.default_root_dir) / "videos").glob(
-                f"update{self.current_epoch}-*.mp4"))
+            videos = sorted(self._video_folder().glob(f"update{self.current_epoch}-*.mp4"))
             for logger in self.loggers:
                 if videos and hasattr(logger, "log_video"):
                     logger.log_video(f"{prefix}/video", [str(videos[-1])])
@@ -388,16 +395,11 @@ class PolicyGradient(L.LightningModule):
         state = checkpoint.get("pg_lightning")
         if state is None:
             raise ConfigError("not a pg_lightning checkpoint (no 'pg_lightning' entry)")
-        mine = (type(self).__name__, self.hparams.env_id)
-        theirs = (state["algorithm"], state["env_id"])
-        if mine != theirs:
-            raise ConfigError(
-                f"checkpoint is for {theirs[0]} on {theirs[1]}, this module is {mine[0]} on {mine[1]}"
-            )
+        check_checkpoint_matches(state, type(self).__name__, self.hparams.env_id)
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
         self.skipped_updates = state["skipped_updates"]
         processes = state["processes"]
-        rank = self.global_rank if self._trainer is not None else 0
+        rank = self.global_rank  # 0 outside a Trainer
         if rank >= len(processes):  # more processes than when saved: fresh envs for the new ranks
             rank_zero_warn(f"checkpoint holds {len(processes)} processes' collectors; ranks "
                            f">= {len(processes)} start fresh envs (seeded by their rank)")

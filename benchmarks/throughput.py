@@ -87,13 +87,14 @@ def plain_loop(module: L.LightningModule, updates: int, update) -> float:
     """Seconds for ``updates`` calls of ``update(module, collector, optimizer) -> (batch, terms)``,
     counting env steps and logging as a hand-written loop would, without Lightning."""
     collector = module.make_collector()
-    optimizer = module.configure_optimizers()
+    optimizers = module.configure_optimizers()  # with anneal_lr a dict; the update sets the lr itself
+    optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
     with tempfile.TemporaryDirectory() as logs:
         log = PlainLog(logs)
         start = time.perf_counter()
         for _ in range(updates):
             batch, terms = update(module, collector, optimizer)
-            module.env_steps += batch.num_steps
+            module.env_steps += batch.env_steps
             log(module, batch, terms, collector)
         log.logger.save()
         seconds = time.perf_counter() - start
@@ -120,7 +121,7 @@ def ppo_update(module: PPO, collector, optimizer):
     batch = collector.rollout(module.policy, hp.n_steps)
     data = module.rollout_data(batch)
     for _ in range(hp.update_epochs):
-        terms = module.minibatch_losses(*data, clip_range=hp.clip_range)
+        terms = module.minibatch_losses(data, hp.clip_range)
         optimizer.zero_grad()
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)

@@ -1,7 +1,7 @@
 """Policy-gradient reinforcement learning as PyTorch Lightning modules.
 
 Names are imported on first use, so light tools (``python -m pg_lightning.plot``) do not pay for
-torch and Lightning.
+torch and Lightning. Importing the package changes no global state.
 """
 
 from __future__ import annotations
@@ -9,19 +9,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from pg_lightning.registry import ALGORITHMS
+
 _EXPORTS = {
-    "A2C": "pg_lightning.modules",
-    "PPO": "pg_lightning.modules",
-    "PolicyGradient": "pg_lightning.modules",
-    "Reinforce": "pg_lightning.modules",
+    **ALGORITHMS,
+    "PolicyGradient": "pg_lightning.modules.base",
     "ActorCritic": "pg_lightning.policies",
     "Batch": "pg_lightning.data",
     "Collector": "pg_lightning.data",
     "EpisodeDataset": "pg_lightning.data",
     "RolloutDataset": "pg_lightning.data",
     "EnvStepProgressBar": "pg_lightning.callbacks",
+    "RunCheckpoint": "pg_lightning.callbacks",
     "StopWhenSolved": "pg_lightning.callbacks",
     "ConfigError": "pg_lightning.errors",
+    "load_module": "pg_lightning.registry",
+    "load_policy": "pg_lightning.registry",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

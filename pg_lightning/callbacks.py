@@ -6,8 +6,35 @@ import time
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that saves the end of every run, on a cadence of updates.
+
+    With ``save_last``, ``last.ckpt`` is also written when training ends for any reason (the
+    env-step budget, ``StopWhenSolved``, ``max_steps`` / ``max_epochs`` / ``max_time``) and when
+    it is interrupted after an update (Ctrl-C, SIGTERM, an error), so it holds the run's final
+    env steps. ``save_on_train_epoch_end`` defaults to True: periodic and best checkpoints are
+    taken after updates (epochs), whether or not evaluation runs then, and a monitored training
+    metric scores the weights of the update that logged it.
+    """
+
+    def __init__(self, *args: Any, save_on_train_epoch_end: bool | None = True, **kwargs: Any) -> None:
+        super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
+
+    def _save_final(self, trainer: L.Trainer) -> None:
+        """``last.ckpt`` for the current update, unless it is saved already (or nothing trained)."""
+        if self.save_last and not trainer.sanity_checking and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save_final(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn == "fit":
+            self._save_final(trainer)
 
 
 class StopWhenSolved(L.Callback):

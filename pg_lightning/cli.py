@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import os
+import json
 import sys
-import zipfile
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from pg_lightning.callbacks import StopWhenSolved
+from pg_lightning import checkpoints, registry
+from pg_lightning.callbacks import RunCheckpoint, StopWhenSolved
 from pg_lightning.errors import ConfigError, TrainingError
-from pg_lightning.modules import PolicyGradient, check_checkpoint_matches
+from pg_lightning.modules import PolicyGradient
+from pg_lightning.trainer_checks import check_trainer
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 DEFAULTS = {
-    "model": {"class_path": "pg_lightning.modules.Reinforce"},
     "trainer.max_epochs": -1,  # one epoch is one update; the env-step budget or StopWhenSolved ends it
     "trainer.log_every_n_steps": 10,
     "trainer.logger": {"class_path": "pg_lightning.loggers.WandbLogger"},
@@ -35,13 +35,14 @@ class CLI(LightningCLI):
     """LightningCLI over the pg_lightning modules; the default model is the seed's ``Reinforce``.
 
     Besides ``model`` and ``trainer`` it has the groups ``solved`` (StopWhenSolved, e.g.
-    ``--solved.threshold -80``), ``checkpoint`` (ModelCheckpoint) and ``torch_threads``, so a
-    config can set them without restating ``trainer.callbacks``.
+    ``--solved.threshold -80``), ``checkpoint`` (RunCheckpoint: a ModelCheckpoint that also
+    saves the end of every run) and ``torch_threads``, so a config can set them without
+    restating ``trainer.callbacks``.
     """
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(StopWhenSolved, "solved")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_argument("--torch_threads", type=int, default=1,
                             help="torch CPU threads; 1 is fastest for small networks on a shared CPU")
         parser.set_defaults(DEFAULTS)
@@ -66,22 +67,57 @@ class CLI(LightningCLI):
         if trainer.enable_progress_bar is False and trainer.callbacks:  # the bar is a callback here
             trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith("ProgressBar")]
 
+    def before_fit(self) -> None:
+        check_trainer(self.trainer, self.model)  # before the config, W&B run or checkpoints are written
+
+
+def _is_local_file(path: str | None) -> bool:
+    """Whether ``--ckpt_path`` names a file (not Lightning's "last"/"hpc"/"registry" or a URL)."""
+    return path is not None and path not in ("last", "hpc", "registry") and "://" not in str(path)
+
 
 def _check_checkpoint(path: str | None, model) -> None:
     """A missing, unreadable or foreign ``--ckpt_path`` fails before anything is built or written."""
-    if path is None or path in ("last", "hpc", "registry") or "://" in str(path):
-        return
-    if not os.path.isfile(path):
-        raise ConfigError(f"--ckpt_path {path!r} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(f"--ckpt_path {path!r} is not a torch checkpoint (corrupt or truncated?)")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True).get("pg_lightning")
-    except Exception as err:
-        raise ConfigError(f"--ckpt_path {path!r} cannot be read: {type(err).__name__}: {err}") from None
-    if saved is None:
-        raise ConfigError(f"--ckpt_path {path!r} is not a pg_lightning checkpoint")
-    check_checkpoint_matches(saved, str(model.class_path).rpartition(".")[2], model.init_args.get("env_id"))
+    if _is_local_file(path):
+        entry = checkpoints.entry_of(checkpoints.read(path, what="--ckpt_path"), f"--ckpt_path {path!r}")
+        checkpoints.check_identity(entry, str(model.class_path).rpartition(".")[2], model.init_args.get("env_id"))
+
+
+def _with_model(args: list[str]) -> list[str]:
+    """``args`` with the model chosen first, so ``--model.*`` arguments may come before ``--model X``.
+
+    Without ``--model X`` or ``--config``, ``validate`` / ``test`` given ``--ckpt_path`` build the
+    model the checkpoint describes (its algorithm and hyperparameters), and everything else gets
+    the seed's ``Reinforce``. The default is an argument, not a parser default: jsonargparse
+    carries a default model's arguments over to another ``--model`` (PPO would get Reinforce's lr).
+    """
+    subcommand, rest = args[0], args[1:]
+    if any(a == "--config" or a.startswith("--config=") for a in rest):
+        return args
+    choices, others, i = [], [], 0
+    while i < len(rest):
+        width = 2 if rest[i] == "--model" and i + 1 < len(rest) else 1
+        (choices if rest[i] == "--model" or rest[i].startswith("--model=") else others).append(rest[i : i + width])
+        i += width
+    if not choices:
+        choices = [_model_of_checkpoint(args) or ["--model", registry.class_path(registry.DEFAULT)]]
+    return [subcommand, *choices[-1], *(a for group in others for a in group)]
+
+
+def _model_of_checkpoint(args: list[str]) -> list[str]:
+    """``--model`` with the algorithm and hyperparameters of ``--ckpt_path``, for validate / test."""
+    if args[0] not in ("validate", "test"):
+        return []
+    paths = [a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")]
+    paths += [b for a, b in zip(args, args[1:]) if a == "--ckpt_path"]
+    if not paths or not _is_local_file(paths[-1]):
+        return []
+    checkpoint = checkpoints.read(paths[-1], what="--ckpt_path")
+    source = f"--ckpt_path {paths[-1]!r}"
+    name = checkpoints.entry_of(checkpoint, source).get("algorithm")
+    registry.algorithm(name, source)
+    hparams = checkpoints.hyperparameters(checkpoint, source)
+    return ["--model", json.dumps({"class_path": registry.class_path(name), "init_args": hparams})]
 
 
 def _config_error(err: BaseException) -> ConfigError | None:
@@ -104,8 +140,11 @@ def main(args: list[str] | None = None) -> CLI:
             PolicyGradient,
             subclass_mode_model=True,
             save_config_kwargs={"overwrite": True},
-            args=args,
+            args=_with_model(args),
         )
+    except SIGTERMException:
+        print("stopped by SIGTERM after the current update", file=sys.stderr)
+        raise SystemExit(143) from None
     except TrainingError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

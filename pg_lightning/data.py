@@ -3,14 +3,14 @@
 One ``Collector`` plays a policy in a vector env; ``EpisodeDataset`` turns its transitions into
 batches of whole episodes (REINFORCE), ``RolloutDataset`` into fixed ``n_steps × num_envs``
 rollouts (A2C, PPO). Each dataset yields exactly one batch per iteration, so one Lightning epoch is
-one batch is one policy update, and the batch is always collected by the current weights.
+one batch is one policy update, and every transition of a batch is played by the weights it updates.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +30,8 @@ class Batch:
     Episode batches are whole episodes laid end to end in one column (``N = 1``). ``mask`` is
     False on gymnasium's autoreset steps, which are resets, not transitions; ``next_observations``
     holds s_{t+1} (the final observation where an episode ended). ``episode_returns`` and
-    ``episode_lengths`` describe the episodes that finished during this batch.
+    ``episode_lengths`` describe the episodes that finished in this batch; ``discarded_steps``
+    counts env steps played for the batch but not in it (episodes an episode batch did not need).
     """
 
     observations: Tensor
@@ -42,14 +43,37 @@ class Batch:
     next_observations: Tensor
     episode_returns: Tensor
     episode_lengths: Tensor
+    discarded_steps: int = 0
 
     @property
     def num_steps(self) -> int:
         """Real transitions in the batch (autoreset steps excluded)."""
         return int(self.mask.sum())
 
+    @property
+    def env_steps(self) -> int:
+        """Env steps this batch cost: its transitions and the discarded ones."""
+        return self.num_steps + self.discarded_steps
 
-_STEP_FIELDS = [f.name for f in fields(Batch)][:7]
+
+class Step(NamedTuple):
+    """One step of every env (arrays over envs), with the fields of ``Batch``."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    mask: np.ndarray
+    next_observations: np.ndarray
+
+
+class Episodes(NamedTuple):
+    """The episodes that ended on one step: which envs, their returns and lengths."""
+
+    ended: np.ndarray
+    returns: np.ndarray
+    lengths: np.ndarray
 
 
 class Collector:
@@ -75,19 +99,20 @@ class Collector:
         self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
         self.recent_returns: deque[float] = deque(maxlen=window)
         self.rng = np.random.default_rng([seed, 0x5A3])  # not the envs' own streams
-        self._replay_draw = False
         self._obs, _ = self.env.reset(seed=seed)
+        self._fresh = True  # every env is at the start of an episode
         self._autoreset = np.zeros(num_envs, dtype=bool)
-        self._rows: list[tuple[np.ndarray, ...]] = []  # steps of episodes still in progress
-        self._starts = np.zeros(num_envs, dtype=np.int64)  # where each env's episode starts in _rows
-        self._returns: list[float] = []  # episodes finished during the current batch
-        self._lengths: list[int] = []
+        self._no_stats = np.zeros(num_envs)
 
-    def _step(self, sample: Sampler) -> tuple[np.ndarray, ...]:
-        """One step of every env; the row follows ``_STEP_FIELDS``."""
-        if self._replay_draw:  # the action draw of the autoreset step a resume skipped
-            sample(self._obs, self.rng)
-            self._replay_draw = False
+    def _reset(self) -> None:
+        """Start a new episode in every env (continuing the envs' random streams)."""
+        if not self._fresh:
+            self._obs, _ = self.env.reset()
+            self._autoreset[:] = False
+            self._fresh = True
+
+    def _step(self, sample: Sampler) -> tuple[Step, Episodes]:
+        """One step of every env, and the episodes that ended on it."""
         obs = self._obs
         actions = sample(obs, self.rng)
         env_actions = np.clip(actions, *self._bounds) if self._bounds is not None else actions
@@ -97,66 +122,78 @@ class Collector:
             raise TrainingError(f"env {self.env_id} raised in step(): {type(err).__name__}: {err}") from err
         mask = ~self._autoreset
         self._autoreset = terminated | truncated
-        self._obs = next_obs
-        if "episode" in info:
-            ended = info["_episode"]
-            returns = info["episode"]["r"][ended].tolist()
-            self._returns += returns
-            self._lengths += info["episode"]["l"][ended].tolist()
-            self.recent_returns.extend(returns)
-        return obs, actions, rewards, terminated, truncated, mask, next_obs
+        self._obs, self._fresh = next_obs, False
+        ended = mask & self._autoreset
+        if "episode" in info:  # RecordEpisodeStatistics reports the episodes that ended
+            episodes = Episodes(ended, info["episode"]["r"], info["episode"]["l"])
+        else:
+            episodes = Episodes(ended, self._no_stats, self._no_stats)
+        return Step(obs, actions, rewards, terminated, truncated, mask, next_obs), episodes
 
-    def _batch(self, columns: list[np.ndarray]) -> Batch:
-        for name, column in zip(_STEP_FIELDS, columns):
+    def _batch(self, step: Step, returns: list[float], lengths: list[int], discarded_steps: int = 0) -> Batch:
+        for name, column in step._asdict().items():
             if column.dtype.kind == "f" and not np.isfinite(column).all():
                 raise TrainingError(f"env {self.env_id} returned non-finite {name} (NaN or inf)")
-        tensors = [torch.from_numpy(np.ascontiguousarray(c)) for c in columns]
-        for i in (0, 2, 6):  # observations, rewards, next_observations as float32
-            tensors[i] = tensors[i].float()
-        batch = Batch(
-            *tensors,
-            episode_returns=torch.tensor(self._returns, dtype=torch.float32),
-            episode_lengths=torch.tensor(self._lengths, dtype=torch.float32),
+        tensors = {name: torch.from_numpy(np.ascontiguousarray(c)) for name, c in step._asdict().items()}
+        for name in ("observations", "rewards", "next_observations"):
+            tensors[name] = tensors[name].float()
+        self.recent_returns.extend(returns)
+        return Batch(
+            **tensors,
+            episode_returns=torch.tensor(returns, dtype=torch.float32),
+            episode_lengths=torch.tensor(lengths, dtype=torch.float32),
+            discarded_steps=discarded_steps,
         )
-        self._returns, self._lengths = [], []
-        return batch
 
     def rollout(self, policy: ActorCritic, n_steps: int) -> Batch:
-        """The next ``n_steps`` steps of every env, ``[n_steps, num_envs, ...]``."""
+        """The next ``n_steps`` steps of every env, ``[n_steps, num_envs, ...]``; episodes run on
+        across rollouts (their value is bootstrapped at the rollout's end)."""
         sample = policy.sampler()
-        rows = [self._step(sample) for _ in range(n_steps)]
-        return self._batch([np.stack(column) for column in zip(*rows)])
+        returns: list[float] = []
+        lengths: list[int] = []
+        steps = []
+        for _ in range(n_steps):
+            step, episodes = self._step(sample)
+            steps.append(step)
+            returns += episodes.returns[episodes.ended].tolist()
+            lengths += episodes.lengths[episodes.ended].tolist()
+        return self._batch(Step(*(np.stack(column) for column in zip(*steps))), returns, lengths)
 
-    def episodes(self, policy: ActorCritic, min_episodes: int) -> Batch:
-        """Whole episodes, laid end to end as ``[T, 1, ...]``, at least ``min_episodes`` of them.
+    def episodes(self, policy: ActorCritic, num_episodes: int) -> Batch:
+        """Exactly ``num_episodes`` whole episodes, laid end to end as ``[T, 1, ...]``, in the
+        order they ended.
 
-        With several envs, all episodes that end on the step the count is reached are included,
-        and episodes still running carry over to the next batch (dropping them would bias the
-        batch towards short episodes).
+        Every env starts a new episode at the batch's start, so every step is played by the
+        current weights. Envs start episodes for the batch until ``num_episodes`` have been
+        started, and the batch closes when all of them have ended. Which episodes belong to the
+        batch is decided when they start, never by how long they last, so the batch is not biased
+        towards short episodes; the steps of episodes started after that are discarded (and
+        counted in ``discarded_steps``).
         """
         sample = policy.sampler()
-        finished: list[tuple[int, int, int]] = []  # (env, first row, last row)
-        while len(finished) < min_episodes:
-            row = self._step(sample)
-            self._rows.append(row)
-            ended = row[5] & self._autoreset  # real transitions that ended an episode
-            if ended.any():
-                t = len(self._rows) - 1
-                for i in np.flatnonzero(ended):
-                    finished.append((int(i), int(self._starts[i]), t))
-                    self._starts[i] = t + 1
-        columns = [np.stack(column) for column in zip(*self._rows)]
-        mask = columns[5]
-        pieces = []
-        for i, first, last in finished:
-            keep = first + np.flatnonzero(mask[first : last + 1, i])  # drop the autoreset row
-            pieces.append(keep * self.num_envs + i)
+        self._reset()
+        owned = np.arange(self.num_envs) < num_episodes  # env i plays an episode of this batch
+        started = int(owned.sum())
+        steps, pieces = [], []
+        starts = np.zeros(self.num_envs, dtype=np.int64)  # where each env's episode starts in steps
+        returns: list[float] = []
+        lengths: list[int] = []
+        while len(returns) < num_episodes:
+            step, episodes = self._step(sample)
+            t = len(steps)
+            steps.append(step)
+            for i in np.flatnonzero(episodes.ended & owned):
+                first = starts[i] + (not steps[starts[i]].mask[i])  # past the autoreset step
+                pieces.append(np.arange(first, t + 1) * self.num_envs + i)
+                returns.append(float(episodes.returns[i]))
+                lengths.append(int(episodes.lengths[i]))
+                owned[i] = started < num_episodes
+                started += int(owned[i])
+            starts[episodes.ended] = t + 1
         flat = np.concatenate(pieces)
-        episode_columns = [c.reshape(-1, *c.shape[2:])[flat][:, None] for c in columns]
-        keep_from = int(self._starts.min())
-        self._rows = self._rows[keep_from:]
-        self._starts -= keep_from
-        return self._batch(episode_columns)
+        real = int(np.stack([step.mask for step in steps]).sum())
+        columns = Step(*(np.stack(c).reshape(-1, *c[0].shape[1:])[flat][:, None] for c in zip(*steps)))
+        return self._batch(columns, returns, lengths, discarded_steps=real - len(flat))
 
     def state_dict(self) -> dict[str, Any]:
         """What resuming needs beyond the weights: RNG states and the returns window (plain types)."""
@@ -166,15 +203,14 @@ class Collector:
             "recent_returns": list(self.recent_returns),
             "rng": self.rng.bit_generator.state,
             "env_rng": rng_states(self.env),
-            "autoreset": self._autoreset.tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a saved state into a collector built with the same settings.
 
-        Envs restart their episodes from their restored generators. When every env was waiting
-        for its autoreset (episode batches end that way with one env), this replays exactly what
-        the uninterrupted run does next, so the resumed run is identical to it.
+        Every env starts a new episode from its restored generator, as an episode batch does
+        after the one the state was saved behind: resumed episode batches equal the
+        uninterrupted ones. Rollouts restart the episodes that were in progress.
         """
         if state["num_envs"] != self.num_envs:
             raise ConfigError(f"checkpoint has {state['num_envs']} envs per process, this run {self.num_envs}")
@@ -182,10 +218,8 @@ class Collector:
         self.recent_returns.extend(state["recent_returns"])
         self.rng.bit_generator.state = state["rng"]
         set_rng_states(self.env, state["env_rng"])
-        self._obs, _ = self.env.reset()
-        self._autoreset[:] = False
-        self._rows, self._starts[:] = [], 0
-        self._replay_draw = all(state["autoreset"])
+        self._fresh = False
+        self._reset()
 
     def close(self) -> None:
         self.env.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import lightning as L
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning.policies import ActorCritic
@@ -62,12 +65,29 @@ def evaluate(
     return {"returns": returns, "lengths": lengths}
 
 
+def video_folder(trainer: L.Trainer) -> Path:
+    """Where a run's evaluation videos go: ``videos/`` in its log folder."""
+    return Path(trainer.log_dir or trainer.default_root_dir) / "videos"
+
+
+def evaluation_metrics(results: dict[str, Tensor], prefix: str, env_steps: int) -> tuple[dict, dict]:
+    """The metrics of one evaluation, split into the logged ones and those the progress bar shows."""
+    returns = results["returns"]
+    metrics = {
+        f"{prefix}/episode_return_std": returns.std(correction=0),
+        f"{prefix}/episode_length": results["lengths"].mean(),
+        f"{prefix}/env_steps": float(env_steps),
+    }
+    return metrics, {f"{prefix}/episode_return": returns.mean()}
+
+
 class EvaluationDataset(IterableDataset):
-    """Yields one batch: the results of ``evaluate`` on the module's current policy."""
+    """Yields one batch, the results of ``play()`` on the module's current policy, when ``due()``
+    says this evaluation should run, and nothing otherwise."""
 
-    def __init__(self, play):
-        self.play = play
+    def __init__(self, due: Callable[[], bool], play: Callable[[], dict[str, np.ndarray]]):
+        self.due, self.play = due, play
 
-    def __iter__(self):
-        results = self.play()
-        yield {k: torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()}
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        if self.due():
+            yield {k: torch.as_tensor(v, dtype=torch.float32) for k, v in self.play().items()}

@@ -7,10 +7,10 @@ action of :meth:`ActorCritic.forward` (argmax for discrete spaces, the Gaussian 
 clipped to the action bounds), with observation normalisation included and its running
 statistics frozen at their checkpointed values. The critic is not exported.
 
-Checkpoints are read with ``torch.load(weights_only=True)``: tensors, plain Python containers and
-numbers only, so loading an untrusted file cannot run code. Checkpoints written by pg_lightning's
-modules load that way. A checkpoint that holds other objects (e.g. a custom callback's state) is
-refused with the offending type named; pass ``trusted=True`` (``--trust-checkpoint``) to unpickle
+Checkpoints are read by ``pg_lightning.registry.load_module``: with ``torch.load(weights_only=True)``
+(tensors, plain containers and numbers only, so an untrusted file cannot run code), and checked
+before the env and network they describe are built. A checkpoint that holds other objects (e.g. a
+custom callback's state) is refused with the offending type named; ``--trust-checkpoint`` unpickles
 it fully, which runs whatever code the file asks for: only for files you trust.
 """
 
@@ -19,25 +19,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import importlib
 import inspect
 import logging
-import re
 import sys
 import warnings
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from pg_lightning.errors import ConfigError, MissingExtra
 from pg_lightning.policies import ActorCritic
-
-if TYPE_CHECKING:
-    from pg_lightning.modules import PolicyGradient
+from pg_lightning.registry import load_module
 
 FORMATS = ("torchscript", "onnx")
 
@@ -54,81 +49,6 @@ class DeployedPolicy(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.policy(obs)
-
-
-# ---- loading ------------------------------------------------------------------------------------
-def _read_checkpoint(path: Path, trusted: bool) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except Exception as err:  # torch.load raises anything from KeyError to RuntimeError on junk
-        text = str(err).strip()
-        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        reason = detail.group(1).strip() if detail else (text.splitlines()[0] if text else type(err).__name__)
-        if not trusted and "Weights only load failed" in text and zipfile.is_zipfile(path):
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-            what = f"it contains {found.group(1)}" if found else reason
-            raise ConfigError(
-                f"{path}: cannot be loaded safely (weights_only=True): {what}; if you trust this "
-                "file, load it with trusted=True (--trust-checkpoint)"
-            ) from None
-        raise ConfigError(f"{path}: not a PyTorch checkpoint ({type(err).__name__}: {reason})") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("pg_lightning"), dict):
-        raise ConfigError(f"{path}: not a pg_lightning checkpoint (no 'pg_lightning' entry)")
-    return checkpoint
-
-
-def _algorithm_class(name: Any, path: Path) -> type:
-    modules = importlib.import_module("pg_lightning.modules")
-    cls = getattr(modules, name, None) if isinstance(name, str) else None
-    known = isinstance(cls, type) and issubclass(cls, modules.PolicyGradient) and cls is not modules.PolicyGradient
-    if not known:
-        raise ConfigError(f"{path}: unknown pg_lightning algorithm {name!r}")
-    return cls
-
-
-def load_module(checkpoint_path: str | Path, *, trusted: bool = False) -> PolicyGradient:
-    """The ``PolicyGradient`` module a pg_lightning checkpoint was saved from, rebuilt on the CPU.
-
-    The class comes from ``checkpoint["pg_lightning"]["algorithm"]``, the constructor arguments
-    from ``checkpoint["hyper_parameters"]`` (LightningCLI's private ``_class_path`` /
-    ``_instantiator`` entries are ignored) and the weights and normalisation statistics from
-    ``checkpoint["state_dict"]``. Building the module makes the env once to read its spaces, so
-    the env id must be registered here. ``trusted=True`` loads with ``weights_only=False``
-    (arbitrary unpickling): only for files you trust. Bad paths and files raise ``ConfigError``.
-    """
-    path = Path(checkpoint_path)
-    checkpoint = _read_checkpoint(path, trusted)
-    cls = _algorithm_class(checkpoint["pg_lightning"].get("algorithm"), path)
-    saved = dict(checkpoint.get("hyper_parameters") or {})
-    hparams = {k: v for k, v in saved.items() if not k.startswith("_")}  # not LightningCLI's _class_path etc.
-    try:
-        module = cls(**hparams)
-    except TypeError as err:
-        raise ConfigError(f"{path}: its hyper-parameters do not fit {cls.__name__}: {err}") from None
-    state_dict = checkpoint.get("state_dict")
-    if not isinstance(state_dict, dict):
-        raise ConfigError(f"{path}: no 'state_dict' entry")
-    try:
-        missing, unexpected = module.load_state_dict(state_dict, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ConfigError(f"{path}: weights do not fit {cls.__name__}: {err}") from None
-    policy_keys = [k for k in [*missing, *unexpected] if k.startswith("policy.")]
-    if policy_keys:
-        raise ConfigError(
-            f"{path}: policy weights do not fit {cls.__name__} (missing or unexpected: {policy_keys})"
-        )
-    return module.eval()
-
-
-def load_policy(checkpoint_path: str | Path, *, trusted: bool = False) -> ActorCritic:
-    """The trained :class:`ActorCritic` of a pg_lightning checkpoint, on the CPU in eval mode.
-
-    Reads the file with ``torch.load(weights_only=True)`` unless ``trusted=True`` (see
-    :func:`load_module`). Missing files and non-pg_lightning checkpoints raise ``ConfigError``.
-    """
-    return load_module(checkpoint_path, trusted=trusted).policy.eval()
 
 
 # ---- export -------------------------------------------------------------------------------------

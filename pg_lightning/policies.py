@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from pg_lightning.errors import ConfigError
+from pg_lightning.normalization import RunningMeanStd
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
 NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -37,41 +38,6 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> nn.Sequent
         layers += [nn.Linear(in_dim, size), ACTIVATIONS[activation]()]
         in_dim = size
     return nn.Sequential(*layers)
-
-
-class RunningMeanStd(nn.Module):
-    """Running mean and variance (Chan's parallel update), kept as buffers.
-
-    Buffers travel with ``state_dict``: checkpoints and exported policies carry the statistics.
-    Statistics only change through ``update`` (called on collected batches), so evaluation and
-    export see them frozen.
-    """
-
-    def __init__(self, shape: tuple[int, ...] = (), clip: float = 10.0, eps: float = 1e-8):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(shape))
-        self.register_buffer("var", torch.ones(shape))
-        self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
-        self.clip, self.eps = clip, eps
-
-    @torch.no_grad()
-    def update(self, batch_mean: Tensor, batch_var: Tensor, batch_count: float) -> None:
-        """Merge the moments of a new batch (already reduced across processes, if any)."""
-        if batch_count <= 0:
-            return
-        total = self.count + batch_count
-        delta = batch_mean - self.mean
-        w = float(batch_count / total)
-        self.mean += delta * w
-        self.var.copy_(self.var * (1 - w) + batch_var * w + delta.pow(2) * w * (1 - w))
-        self.count.copy_(total)
-
-    def normalize(self, x: Tensor) -> Tensor:
-        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
-
-    def scale(self, x: Tensor) -> Tensor:
-        """Divide by the running std without centring (reward scaling)."""
-        return x / torch.sqrt(self.var + self.eps)
 
 
 class CategoricalHead(nn.Module):
@@ -227,7 +193,7 @@ class ActorCritic(nn.Module):
         return self.value_out is not None
 
     def _inputs(self, obs: Tensor) -> Tensor:
-        obs = obs.float()
+        obs = obs.to(self.actor_out.weight.dtype)
         if self.obs_rms is not None:
             obs = self.obs_rms.normalize(obs)
         return obs.flatten(-self.obs_ndim) if self.obs_ndim != 1 else obs

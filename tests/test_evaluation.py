@@ -38,10 +38,17 @@ def test_evaluation_uses_the_deterministic_action_and_frozen_statistics():
 
 def test_validate_and_periodic_evaluation_log_val_metrics(quiet_trainer_kwargs):
     module = Reinforce(seed=0, eval_every=2, eval_episodes=3)
-    quiet_trainer_kwargs["max_epochs"] = 4
-    trainer = L.Trainer(**quiet_trainer_kwargs)
+    quiet_trainer_kwargs["max_epochs"] = 5
+    evaluated = []
+
+    class Count(L.Callback):
+        def on_validation_batch_end(self, trainer, *args):
+            evaluated.append(trainer.current_epoch)
+
+    trainer = L.Trainer(**quiet_trainer_kwargs, callbacks=[Count()])
     trainer.fit(module)
-    assert trainer.check_val_every_n_epoch == 2
+    assert evaluated == [1, 3]  # after updates 2 and 4, never in the sanity check
+    assert trainer.check_val_every_n_epoch == 1  # the Trainer's own setting is left alone
     metrics = trainer.callback_metrics
     for key in ("val/episode_return", "val/episode_return_std", "val/episode_length", "val/env_steps"):
         assert key in metrics, key

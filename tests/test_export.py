@@ -9,7 +9,8 @@ import torch
 
 from pg_lightning import PPO, Reinforce
 from pg_lightning.errors import ConfigError
-from pg_lightning.export import export_onnx, export_torchscript, load_policy, main
+from pg_lightning.export import export_onnx, export_torchscript, main
+from pg_lightning.registry import load_policy
 
 SETUPS = {
     "cartpole-reinforce": lambda: Reinforce(env_id="CartPole-v1", seed=1),

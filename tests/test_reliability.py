@@ -180,7 +180,7 @@ BAD_INPUTS = [
     (["--config", "missing.yaml"], "missing.yaml"),
     (["--model", "pg_lightning.PPO", "--model.clip_range", "0"], "clip_range must be > 0, got 0"),
     (["--ckpt_path", "missing.ckpt"], "--ckpt_path 'missing.ckpt' does not exist"),
-    (["--ckpt_path", "{ckpts}/corrupt.ckpt"], "is not a torch checkpoint"),
+    (["--ckpt_path", "{ckpts}/corrupt.ckpt"], "is not a PyTorch checkpoint"),
     (["--ckpt_path", "{ckpts}/ppo.ckpt"], "checkpoint is for PPO on CartPole-v1, this module is Reinforce on CartPole-v1"),
     (["--ckpt_path", "{ckpts}/pendulum.ckpt"], "checkpoint is for Reinforce on Pendulum-v1"),
     (["--model.env_id", "Broken-raise-v0"], "env Broken-raise-v0 raised in step(): RuntimeError: physics exploded"),
@@ -198,7 +198,7 @@ def test_bad_input_fails_with_one_clear_line(args, message, checkpoints, tmp_pat
     if any(a.startswith("--model.max_env_steps") for a in args):
         base = base[:-2]
     with pytest.raises(SystemExit) as exit_:
-        main([*base, *args])
+        main([*args, *base])  # a config first: later arguments override it
     assert exit_.value.code not in (0, None)
     err = capsys.readouterr().err
     assert message in err

@@ -1,0 +1,105 @@
+"""The ``pg_lightning`` entry of a Lightning checkpoint, and reading checkpoint files safely.
+
+Lightning saves the weights, optimizer and schedulers; the entry adds what they do not hold:
+which algorithm on which env, the run's counters and every process's collector state. A file is
+checked before anything is built from it: it exists, loads with ``weights_only=True`` (tensors
+and plain data only, so an untrusted file cannot run code), carries the entry, and its
+hyperparameters name a registered env and sizes within reason.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pg_lightning.envs import env_spec
+from pg_lightning.errors import ConfigError
+
+KEY = "pg_lightning"
+MAX_LAYER_WIDTH = 1 << 16
+MAX_ENVS = 1 << 14
+MAX_PARAMETERS = 1 << 28  # 1 GiB of float32 weights
+
+
+def make_entry(
+    algorithm: str, env_id: str, env_steps: int, episodes: int, skipped_updates: int,
+    processes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The entry a module adds when saving: ``processes`` holds each process's collector state."""
+    return {
+        "algorithm": algorithm, "env_id": env_id, "env_steps": env_steps, "episodes": episodes,
+        "skipped_updates": skipped_updates, "processes": processes,
+    }
+
+
+def entry_of(checkpoint: Any, source: str) -> dict[str, Any]:
+    """The checkpoint's entry, or a ConfigError naming ``source``."""
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(KEY), dict):
+        raise ConfigError(f"{source}: not a pg_lightning checkpoint (no {KEY!r} entry)")
+    return checkpoint[KEY]
+
+
+def check_identity(entry: dict[str, Any], algorithm: str, env_id: str | None) -> None:
+    """A ConfigError unless the entry is for ``algorithm`` on ``env_id``."""
+    if (entry.get("algorithm"), entry.get("env_id")) != (algorithm, env_id):
+        raise ConfigError(
+            f"checkpoint is for {entry.get('algorithm')} on {entry.get('env_id')}, this module is {algorithm} on {env_id}"
+        )
+
+
+def read(path: str | Path, trusted: bool = False, what: str = "checkpoint") -> dict[str, Any]:
+    """Load a pg_lightning checkpoint file on the CPU; every failure is one ConfigError line.
+
+    ``trusted=True`` unpickles fully (``weights_only=False``), which runs whatever code the file
+    asks for: only for files you trust.
+    """
+    source = f"{what} {str(path)!r}"
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{source} does not exist or is not a file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
+    except Exception as err:  # torch.load raises anything from KeyError to RuntimeError on junk
+        text = str(err).strip()
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        reason = detail.group(1).strip() if detail else (text.splitlines()[0] if text else type(err).__name__)
+        if not trusted and "Weights only load failed" in text and zipfile.is_zipfile(path):
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+            raise ConfigError(
+                f"{source} cannot be loaded safely (weights_only=True): "
+                f"{f'it contains {found.group(1)}' if found else reason}; if you trust this file, "
+                "load it with trusted=True (--trust-checkpoint)"
+            ) from None
+        raise ConfigError(f"{source} is not a PyTorch checkpoint ({type(err).__name__}: {reason})") from None
+    entry_of(checkpoint, source)
+    return checkpoint
+
+
+def hyperparameters(checkpoint: dict[str, Any], source: str) -> dict[str, Any]:
+    """The constructor arguments a checkpoint was saved with, checked before anything is built
+    from them (LightningCLI's private ``_class_path`` / ``_instantiator`` entries dropped)."""
+    saved = checkpoint.get("hyper_parameters")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{source}: no 'hyper_parameters' entry")
+    hparams = {k: v for k, v in saved.items() if not str(k).startswith("_")}
+    env_id = hparams.get("env_id")
+    if not isinstance(env_id, str):
+        raise ConfigError(f"{source}: env_id must be a gymnasium id, got {env_id!r}")
+    env_spec(env_id)  # registered here
+    widths = hparams.get("hidden_sizes", ())
+    if not (isinstance(widths, (list, tuple)) and all(isinstance(w, int) and 0 < w <= MAX_LAYER_WIDTH for w in widths)):
+        raise ConfigError(f"{source}: hidden_sizes must be integers in [1, {MAX_LAYER_WIDTH}], got {widths!r}")
+    num_envs = hparams.get("num_envs", 1)
+    if not (isinstance(num_envs, int) and 0 < num_envs <= MAX_ENVS):
+        raise ConfigError(f"{source}: num_envs must be an integer in [1, {MAX_ENVS}], got {num_envs!r}")
+    state_dict = checkpoint.get("state_dict")
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ConfigError(f"{source}: no 'state_dict' of tensors")
+    size = sum(v.numel() for v in state_dict.values())
+    if size > MAX_PARAMETERS:
+        raise ConfigError(f"{source}: {size} weights, more than {MAX_PARAMETERS}")
+    return hparams

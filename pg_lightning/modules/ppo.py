@@ -1,0 +1,180 @@
+"""Proximal policy optimisation with the clipped surrogate (Schulman et al. 2017)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import Tensor
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from pg_lightning import distributed, losses
+from pg_lightning.data import Batch
+from pg_lightning.envs import Vectorization
+from pg_lightning.errors import require
+from pg_lightning.modules.a2c import ActorCriticBase
+from pg_lightning.modules.arguments import shared_args_documented
+from pg_lightning.returns import normalize
+
+
+class Transitions(NamedTuple):
+    """A rollout's real transitions, flat, with what PPO's loss needs of each."""
+
+    observations: Tensor
+    actions: Tensor
+    old_log_probs: Tensor
+    old_values: Tensor
+    advantages: Tensor
+    returns: Tensor
+
+    def __len__(self) -> int:
+        return self.observations.shape[0]
+
+    def select(self, index: Tensor) -> Transitions:
+        return Transitions(*(field[index] for field in self))
+
+
+@shared_args_documented
+class PPO(ActorCriticBase):
+    """PPO: each rollout is reused for ``update_epochs`` passes in shuffled minibatches, with
+    Lightning's manual optimisation. Defaults follow CleanRL's discrete-action PPO.
+
+    Args:
+        n_steps: steps per env per rollout.
+        gae_lambda: GAE λ.
+        normalize_advantages: normalise advantages per minibatch (a minibatch of one gives 0).
+        update_epochs: passes over each rollout.
+        minibatch_size: transitions per gradient step; ``None`` uses the whole rollout.
+        clip_range: ε of the clipped surrogate.
+        clip_range_vf: clip value updates to ±this around the old values; ``None`` disables it.
+        target_kl: stop the passes early once the approximate KL of a pass exceeds this.
+        anneal_clip_range: decay ``clip_range`` linearly to 0 over ``max_env_steps``.
+    """
+
+    def __init__(
+        self,
+        env_id: str = "CartPole-v1",
+        env_kwargs: dict[str, Any] | None = None,
+        num_envs: int = 4,
+        vectorization: Vectorization = "auto",
+        n_steps: int = 128,
+        gae_lambda: float = 0.95,
+        normalize_advantages: bool = True,
+        update_epochs: int = 4,
+        minibatch_size: int | None = 128,
+        clip_range: float = 0.2,
+        clip_range_vf: float | None = None,
+        target_kl: float | None = None,
+        anneal_clip_range: bool = False,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        critic: Literal["separate", "shared"] = "separate",
+        lr: float = 2.5e-4,
+        anneal_lr: bool = False,
+        gamma: float = 0.99,
+        entropy_coef: float = 0.0,
+        value_coef: float = 0.5,
+        max_grad_norm: float | None = 0.5,
+        normalize_observations: bool = False,
+        normalize_rewards: bool = False,
+        log_std_init: float = 0.0,
+        seed: int = 0,
+        max_env_steps: int | None = None,
+        eval_every: int = 0,
+        eval_episodes: int = 10,
+        record_video: bool = False,
+        max_skipped_updates: int = 10,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.shuffle = torch.Generator().manual_seed(seed)
+
+    def check_hyperparameters(self) -> None:
+        super().check_hyperparameters()
+        hp = self.hparams
+        require(hp.update_epochs >= 1, f"update_epochs must be >= 1, got {hp.update_epochs}")
+        require(hp.minibatch_size is None or hp.minibatch_size >= 1, f"minibatch_size must be >= 1 or None, got {hp.minibatch_size}")
+        require(hp.clip_range > 0, f"clip_range must be > 0, got {hp.clip_range}")
+        require(hp.clip_range_vf is None or hp.clip_range_vf > 0, f"clip_range_vf must be > 0 or None, got {hp.clip_range_vf}")
+        require(hp.target_kl is None or hp.target_kl > 0, f"target_kl must be > 0 or None, got {hp.target_kl}")
+        require(not hp.anneal_clip_range or hp.max_env_steps is not None,
+                "anneal_clip_range needs max_env_steps (the schedule's length)")
+
+    def minibatch_losses(self, data: Transitions, clip_range: float) -> dict[str, Tensor]:
+        """PPO's loss terms on one minibatch of flat transitions."""
+        hp = self.hparams
+        log_probs, entropy, values = self.policy.evaluate(data.observations, data.actions)
+        advantages = normalize(data.advantages) if hp.normalize_advantages else data.advantages
+        policy_loss, approx_kl, clip_fraction = losses.ppo_clip_loss(
+            log_probs, data.old_log_probs, advantages, clip_range
+        )
+        terms = {
+            "policy_loss": policy_loss,
+            "value_loss": losses.value_loss(values, data.returns, data.old_values, hp.clip_range_vf),
+            "entropy": entropy.mean(),
+            "approx_kl": approx_kl,
+            "clip_fraction": clip_fraction,
+        }
+        terms["loss"] = policy_loss + hp.value_coef * terms["value_loss"] + self.entropy_term(terms["entropy"])
+        return terms
+
+    def rollout_data(self, batch: Batch) -> Transitions:
+        """The real transitions of a rollout (autoreset steps dropped), flat."""
+        obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+        with torch.no_grad():
+            old_log_probs, _, old_values = self.policy.evaluate(obs, actions)
+        advantages, returns = self.advantages(batch, old_values.view_as(batch.rewards))
+        mask = batch.mask.flatten()
+        return Transitions(obs, actions, old_log_probs, old_values, advantages.flatten(), returns.flatten()).select(mask)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        # Every process must take the same number of gradient steps (DDP all-reduces each one),
+        # but autoreset steps make the number of real transitions differ: count minibatches on
+        # the smallest process's rollout and split each process's own data into that many.
+        smallest = self.smallest_batch(batch)
+        if smallest == 0:
+            self.end_update(batch, {})
+            return
+        hp = self.hparams
+        optimizer = self.optimizers()
+        data = self.rollout_data(batch)
+        minibatches = -(-smallest // hp.minibatch_size) if hp.minibatch_size else 1
+        clip_range = hp.clip_range * (1.0 - self.progress) if hp.anneal_clip_range else hp.clip_range
+        history: list[dict[str, Tensor]] = []
+        for _ in range(hp.update_epochs):
+            # a full-batch epoch needs no shuffle: its gradient does not depend on the order
+            parts = [data]
+            if minibatches > 1:
+                order = torch.randperm(len(data), generator=self.shuffle).to(self.device)
+                parts = [data.select(index) for index in order.tensor_split(minibatches)]
+            for part in parts:
+                terms = self.minibatch_losses(part, clip_range)
+                optimizer.zero_grad()
+                self.manual_backward(terms["loss"])
+                optimizer.step()  # gradient clipping: on_before_optimizer_step
+                history.append(terms)
+            kl = history[-1]["approx_kl"]
+            if hp.target_kl is not None and distributed.reduce(self.trainer, [float(kl)], "mean")[0] > hp.target_kl:
+                break
+        metrics = {k: torch.stack([h[k].detach() for h in history]).mean() for k in history[0]}
+        metrics["explained_variance"] = losses.explained_variance(data.old_values, data.returns)
+        metrics["updates"] = torch.tensor(float(len(history)))
+        self.end_update(batch, metrics)
+        self.step_lr_schedulers()
+
+    def step_lr_schedulers(self) -> None:
+        """Manual optimisation steps its schedulers itself: once per update, after the counters."""
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, ReduceLROnPlateau):
+                config.scheduler.step(self.trainer.callback_metrics[config.monitor])
+            else:
+                config.scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["pg_lightning"]["shuffle_rng"] = self.shuffle.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.shuffle.set_state(checkpoint["pg_lightning"]["shuffle_rng"])

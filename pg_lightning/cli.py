@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -79,8 +78,11 @@ def _is_local_file(path: str | None) -> bool:
 def _check_checkpoint(path: str | None, model) -> None:
     """A missing, unreadable or foreign ``--ckpt_path`` fails before anything is built or written."""
     if _is_local_file(path):
-        entry = checkpoints.entry_of(checkpoints.read(path, what="--ckpt_path"), f"--ckpt_path {path!r}")
-        checkpoints.check_identity(entry, str(model.class_path).rpartition(".")[2], model.init_args.get("env_id"))
+        source = f"--ckpt_path {path!r}"
+        checkpoint = checkpoints.read(path, what="--ckpt_path")
+        checkpoints.check_identity(checkpoints.entry_of(checkpoint, source), str(model.class_path).rpartition(".")[2],
+                                   model.init_args.get("env_id"))
+        checkpoints.hyperparameters(checkpoint, source)  # sane before LightningCLI builds the model from them
 
 
 def _with_model(args: list[str]) -> list[str]:
@@ -105,19 +107,15 @@ def _with_model(args: list[str]) -> list[str]:
 
 
 def _model_of_checkpoint(args: list[str]) -> list[str]:
-    """``--model`` with the algorithm and hyperparameters of ``--ckpt_path``, for validate / test."""
-    if args[0] not in ("validate", "test"):
-        return []
+    """``--model`` with the algorithm of ``--ckpt_path``, for validate / test; LightningCLI then
+    applies the checkpoint's hyperparameters (checked first by ``_check_checkpoint``)."""
     paths = [a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")]
     paths += [b for a, b in zip(args, args[1:]) if a == "--ckpt_path"]
-    if not paths or not _is_local_file(paths[-1]):
+    if args[0] not in ("validate", "test") or not paths or not _is_local_file(paths[-1]):
         return []
-    checkpoint = checkpoints.read(paths[-1], what="--ckpt_path")
     source = f"--ckpt_path {paths[-1]!r}"
-    name = checkpoints.entry_of(checkpoint, source).get("algorithm")
-    registry.algorithm(name, source)
-    hparams = checkpoints.hyperparameters(checkpoint, source)
-    return ["--model", json.dumps({"class_path": registry.class_path(name), "init_args": hparams})]
+    name = checkpoints.entry_of(checkpoints.read(paths[-1], what="--ckpt_path"), source).get("algorithm")
+    return ["--model", registry.class_path(registry.algorithm(name, source).__name__)]
 
 
 def _config_error(err: BaseException) -> ConfigError | None:

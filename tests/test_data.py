@@ -6,6 +6,8 @@ import torch
 from pg_lightning import Collector, EpisodeDataset, RolloutDataset
 from pg_lightning.policies import ActorCritic
 
+from conftest import CounterEnv
+
 
 def make(env_id="CartPole-v1", num_envs=1, seed=0, **kwargs):
     collector = Collector(env_id, num_envs, seed=seed, **kwargs)
@@ -46,18 +48,35 @@ def test_episode_returns_match_the_recorded_rewards():
     assert sorted(sums) == sorted(batch.episode_returns.tolist())
 
 
-def test_partial_episodes_carry_over_and_steps_are_counted_exactly():
-    collector, policy = make(num_envs=4, seed=2)
-    total, lengths = 0, []
+def test_episode_batches_hold_exactly_their_episodes_and_count_every_step():
+    collector, policy = make("PGLTest/Counter-v0", num_envs=4, seed=2)
     for _ in range(5):
-        batch = collector.episodes(policy, 2)
-        total += batch.num_steps
-        assert len(episode_bounds(batch)) == len(batch.episode_returns)
-        lengths += batch.episode_lengths.int().tolist()
-    # the batches hold exactly the steps of the episodes that finished, none lost or repeated,
-    # although episodes of other envs were in progress at every batch boundary
-    assert total == sum(lengths)
-    assert len(lengths) == len(collector.recent_returns)
+        before = CounterEnv.steps
+        batch = collector.episodes(policy, 6)
+        assert len(batch.episode_returns) == 6 == len(episode_bounds(batch))
+        assert batch.num_steps == int(batch.episode_lengths.sum())
+        # steps of episodes started after the sixth are discarded, but they were env steps
+        assert batch.env_steps == CounterEnv.steps - before
+
+
+def test_every_step_of_an_episode_batch_is_played_after_the_batch_starts():
+    """On-policy: nothing in a batch was played before it, i.e. by the weights of an earlier update."""
+    collector, policy = make("PGLTest/Counter-v0", num_envs=4, seed=3)
+    for _ in range(10):
+        started = CounterEnv.steps
+        batch = collector.episodes(policy, 5)
+        assert batch.observations[:, 0, 0].min() >= started
+        for s, e in episode_bounds(batch):  # whole episodes: from a reset to their end
+            assert batch.observations[s, 0, 1] == 0 and batch.observations[e, 0, 1] == e - s
+
+
+def test_episode_batches_are_not_biased_towards_short_episodes():
+    """Lengths are uniform on 1..20 whatever the policy does: the batches' mean must be 10.5
+    (keeping the first episodes to end, or the episodes that end before a cut, would be shorter)."""
+    collector, policy = make("PGLTest/Counter-v0", num_envs=4, seed=4)
+    lengths = torch.cat([collector.episodes(policy, 6).episode_lengths for _ in range(200)])
+    assert len(lengths) == 1200
+    assert abs(float(lengths.mean()) - 10.5) < 0.6  # 3.6 standard errors
 
 
 def test_rollout_masks_exactly_the_autoreset_steps():

@@ -1,5 +1,6 @@
 """Policy export: checkpoint -> load_policy -> TorchScript / ONNX files that act like the policy."""
 
+import re
 import sys
 
 import lightning as L
@@ -145,6 +146,28 @@ def test_bad_checkpoints_raise_config_error_and_the_cli_exits_2(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "p.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"hidden_sizes": [10**9]}, "hidden_sizes must be integers in [1, 65536], got [1000000000]"),
+        ({"env_id": "NoSuchEnv-v0"}, "unknown env_id 'NoSuchEnv-v0'"),
+        ({"num_envs": 10**7}, "num_envs must be an integer in [1, 16384]"),
+    ],
+    ids=["huge network", "unregistered env", "huge vector env"],
+)
+def test_a_checkpoints_hyperparameters_are_checked_before_anything_is_built(trained, tmp_path, monkeypatch, change, message):
+    _, path = trained
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"].update(change)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save(checkpoint, foreign)
+    built = []
+    monkeypatch.setattr("pg_lightning.modules.base.probe_spaces", lambda *a: built.append(a))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_policy(foreign)
+    assert not built  # neither env nor network was made
 
 
 class Opaque:

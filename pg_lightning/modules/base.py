@@ -284,6 +284,8 @@ class PolicyGradient(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add what the weights do not hold: counters and every process's collector state."""
         local = {"collector": self.collector.state_dict() if self.collector is not None else self._collector_state}
+        # the class, as LightningCLI records it, so `train.py validate --ckpt_path X` rebuilds this model
+        checkpoint["hyper_parameters"].setdefault("_class_path", f"{type(self).__module__}.{type(self).__qualname__}")
         checkpoint[checkpoints.KEY] = checkpoints.make_entry(
             type(self).__name__, self.hparams.env_id, self.env_steps, self.episodes, self.skipped_updates,
             distributed.gather_objects(self.trainer, local),  # every rank calls this hook when saving

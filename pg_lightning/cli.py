@@ -65,9 +65,15 @@ class CLI(LightningCLI):
         trainer = config.trainer
         if trainer.enable_progress_bar is False and trainer.callbacks:  # the bar is a callback here
             trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith("ProgressBar")]
+        if trainer.enable_checkpointing is False:  # the checkpoint group is a callback too: make it save nothing
+            trainer.enable_checkpointing = None
+            config.checkpoint.save_top_k, config.checkpoint.save_last = 0, False
 
     def before_fit(self) -> None:
-        check_trainer(self.trainer, self.model)  # before the config, W&B run or checkpoints are written
+        """Refuse what cannot work before the config, W&B run or checkpoints are written."""
+        check_trainer(self.trainer, self.model)
+        if self._config().get("lr_scheduler") is not None and self.model.hparams.anneal_lr:
+            raise ConfigError("anneal_lr and --lr_scheduler both set the learning rate; choose one")
 
 
 def _is_local_file(path: str | None) -> bool:

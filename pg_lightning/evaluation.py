@@ -70,6 +70,14 @@ def video_folder(trainer: L.Trainer) -> Path:
     return Path(trainer.log_dir or trainer.default_root_dir) / "videos"
 
 
+def log_video(loggers: list, folder: Path, prefix: str, key: str) -> None:
+    """Hand the newest ``prefix-*.mp4`` in ``folder`` to every logger that takes videos (W&B)."""
+    videos = sorted(folder.glob(f"{prefix}-*.mp4"))
+    for logger in loggers:
+        if videos and hasattr(logger, "log_video"):
+            logger.log_video(key, [str(videos[-1])])
+
+
 def evaluation_metrics(results: dict[str, Tensor], prefix: str, env_steps: int) -> tuple[dict, dict]:
     """The metrics of one evaluation, split into the logged ones and those the progress bar shows."""
     returns = results["returns"]

@@ -7,11 +7,17 @@ CPU (no float64 tensor ever lives on an accelerator, which MPS would refuse).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lightning as L
 import torch
 from torch import Tensor, nn
 
 from pg_lightning.distributed import gather_rows
+from pg_lightning.returns import running_returns
+
+if TYPE_CHECKING:
+    from pg_lightning.data import Batch
 
 
 class RunningMeanStd(nn.Module):
@@ -58,3 +64,19 @@ def pooled_moments(trainer: L.Trainer, x: Tensor) -> tuple[Tensor, Tensor, int]:
         return total[1 : 1 + d], total[1 + d :], 0
     mean = total[1 : 1 + d] / count
     return mean, (total[1 + d :] / count - mean.pow(2)).clamp_min(0), count
+
+
+def fold_statistics(
+    trainer: L.Trainer, batch: Batch, obs_rms: RunningMeanStd | None, reward_rms: RunningMeanStd | None,
+    running_return: Tensor, gamma: float,
+) -> Tensor:
+    """Fold a batch's real transitions into the observation and reward statistics (pooled over
+    processes); returns the running discounted return per batch column to carry to the next batch."""
+    mask = batch.mask
+    if obs_rms is not None:
+        obs_rms.update(*pooled_moments(trainer, batch.observations[mask].flatten(1)))
+    if reward_rms is None:
+        return running_return
+    sums = running_returns(batch.rewards.cpu(), batch.terminated.cpu(), batch.truncated.cpu(), gamma, running_return)
+    reward_rms.update(*pooled_moments(trainer, sums[mask.cpu()].unsqueeze(-1)))
+    return sums[-1] * ~(batch.terminated | batch.truncated)[-1].cpu()

@@ -303,3 +303,34 @@ def test_a_rollout_of_autoreset_steps_only_is_no_update_and_no_skipped_update(cl
     trainer(max_epochs=6, callbacks=[seen]).fit(module)
     assert module.skipped_updates == 0
     assert seen.env_steps == [1, 1, 2, 2, 3, 3]  # every other rollout is an autoreset step alone
+
+
+@pytest.mark.parametrize("name, updates", [("A2C", 3), ("PPO", 6)])
+def test_cli_optimizer_and_lr_scheduler_replace_the_modules_own(name, updates, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = main(["--model", f"pg_lightning.{name}", "--model.n_steps", "32", "--model.max_env_steps", "700",
+                "--optimizer", "SGD", "--optimizer.lr", "0.1", "--lr_scheduler", "StepLR",
+                "--lr_scheduler.step_size", "1", "--lr_scheduler.gamma", "0.5", "--trainer.logger", "false",
+                "--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false"])
+    optimizer = cli.model.optimizers().optimizer
+    assert isinstance(optimizer, torch.optim.SGD) and cli.trainer.current_epoch == updates
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**updates)  # stepped once per update
+    assert not list(tmp_path.rglob("*.ckpt"))  # enable_checkpointing false: the checkpoint group saves nothing
+
+
+def test_cli_refuses_two_learning_rate_schedules(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model.anneal_lr", "true", "--model.max_env_steps", "700", "--lr_scheduler", "StepLR",
+              "--lr_scheduler.step_size", "1", "--trainer.logger", "false"])
+    assert exit_.value.code == 2
+    assert "error: anneal_lr and --lr_scheduler both set the learning rate" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*"))  # refused before anything was written
+
+
+def test_importing_the_package_changes_no_global_state():
+    code = ("import warnings, torch, lightning, gymnasium, jsonargparse; "  # what the dependencies do is theirs
+            "filters = list(warnings.filters); threads = torch.get_num_threads(); "
+            "import pg_lightning, pg_lightning.modules, pg_lightning.cli, pg_lightning.export; "
+            "assert warnings.filters == filters and torch.get_num_threads() == threads, 'changed'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -72,7 +72,7 @@ def run(config: str, seed: int, max_env_steps: int | None, watch: Stopwatch) -> 
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model)
     total = time.perf_counter() - start
-    # log_metrics runs inside the update; report it on its own
+    # end_update runs inside the update; report it on its own
     updates = watch.seconds["update"] - watch.seconds["logging"]
     return {
         "seed": seed,
@@ -97,8 +97,7 @@ def main() -> None:
     watch = Stopwatch()
     watch.wrap(Collector, "episodes", "collection")
     watch.wrap(Collector, "rollout", "collection")
-    watch.wrap(L.LightningModule, "log_dict", "logging")
-    watch.wrap(L.LightningModule, "log", "logging")
+    watch.wrap(PolicyGradient, "end_update", "logging")  # counting, statistics and metrics
     for cls in PolicyGradient.__subclasses__() + [c for s in PolicyGradient.__subclasses__() for c in s.__subclasses__()]:
         if "training_step" in vars(cls):
             watch.wrap(cls, "training_step", "update")

@@ -64,6 +64,7 @@ class PolicyGradient(L.LightningModule):
         self.collector: Collector | None = None
         self._collector_state: dict[str, Any] | None = None
         self._clock = (time.perf_counter(), 0)
+        self._quiet: warnings.catch_warnings | None = None  # a warnings filter scoped to one fit
 
     def check_hyperparameters(self) -> None:
         """A ConfigError for a bad argument, before anything is built; algorithms add their own."""
@@ -107,8 +108,9 @@ class PolicyGradient(L.LightningModule):
         return DataLoader(self.make_dataset(self.collector), batch_size=None)
 
     def teardown(self, stage: str) -> None:
-        if stage == "fit":
+        if stage == "fit" and self._quiet is not None:
             self._quiet.__exit__(None, None, None)
+            self._quiet = None
         if self.collector is not None and stage == "fit":
             self._collector_state = self.collector.state_dict()  # a later save or fit continues it
             self.collector.close()

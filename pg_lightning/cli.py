@@ -84,11 +84,15 @@ def _is_local_file(path: str | None) -> bool:
 def _check_checkpoint(path: str | None, model) -> None:
     """A missing, unreadable or foreign ``--ckpt_path`` fails before anything is built or written."""
     if _is_local_file(path):
-        source = f"--ckpt_path {path!r}"
-        checkpoint = checkpoints.read(path, what="--ckpt_path")
+        checkpoint, source = _read_checkpoint(path)
         checkpoints.check_identity(checkpoints.entry_of(checkpoint, source), str(model.class_path).rpartition(".")[2],
                                    model.init_args.get("env_id"))
         checkpoints.hyperparameters(checkpoint, source)  # sane before LightningCLI builds the model from them
+
+
+def _read_checkpoint(path: str) -> tuple[dict[str, Any], str]:
+    """``--ckpt_path`` loaded (one ConfigError line if it cannot be), and how errors name it."""
+    return checkpoints.read(path, what="--ckpt_path"), f"--ckpt_path {path!r}"
 
 
 def _with_model(args: list[str]) -> list[str]:
@@ -119,8 +123,8 @@ def _model_of_checkpoint(args: list[str]) -> list[str]:
     paths += [b for a, b in zip(args, args[1:]) if a == "--ckpt_path"]
     if args[0] not in ("validate", "test") or not paths or not _is_local_file(paths[-1]):
         return []
-    source = f"--ckpt_path {paths[-1]!r}"
-    name = checkpoints.entry_of(checkpoints.read(paths[-1], what="--ckpt_path"), source).get("algorithm")
+    checkpoint, source = _read_checkpoint(paths[-1])
+    name = checkpoints.entry_of(checkpoint, source).get("algorithm")
     return ["--model", registry.class_path(registry.algorithm(name, source).__name__)]
 
 

@@ -1,6 +1,14 @@
-"""Assertions shared by several test files."""
+"""Helpers shared by several test files."""
 
+import lightning as L
 import torch
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A Trainer for short in-process runs: no logger, checkpoints, bar or summary; ``max_epochs=-1``."""
+    defaults = dict(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+    return L.Trainer(**{**defaults, **kwargs})
 
 
 def assert_same_gradients(module: torch.nn.Module, loss_a: torch.Tensor, loss_b: torch.Tensor) -> None:

@@ -18,6 +18,8 @@ from pg_lightning import PPO, Reinforce
 from pg_lightning.cli import main
 from pg_lightning.errors import TrainingError
 
+from helpers import quiet_trainer as trainer
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,10 +50,6 @@ for failure in ("raise", "nan_obs", "nan_reward"):
 
 
 # ---- exact resume -----------------------------------------------------------------------------
-def trainer(**kwargs):
-    defaults = dict(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False)
-    return L.Trainer(**{**defaults, **kwargs})
 
 
 def test_interrupted_and_resumed_reinforce_equals_the_uninterrupted_run(tmp_path):

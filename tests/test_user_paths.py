@@ -23,14 +23,12 @@ from pg_lightning import A2C, PPO, Reinforce, RunCheckpoint
 from pg_lightning.cli import main, model_from_config
 from pg_lightning.errors import ConfigError
 
+from helpers import quiet_trainer as trainer
+
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = {"Reinforce": Reinforce, "A2C": A2C, "PPO": PPO}
 
 
-def trainer(**kwargs) -> L.Trainer:
-    defaults = dict(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False)
-    return L.Trainer(**{**defaults, **kwargs})
 
 
 class PerUpdate(L.Callback):

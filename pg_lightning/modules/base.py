@@ -126,16 +126,13 @@ class PolicyGradient(L.LightningModule):
         return DataLoader(EvaluationDataset(lambda: True, self._play_evaluation), batch_size=None)
 
     def _evaluation_due(self) -> bool:
-        """Whether this validation run plays episodes: always in ``validate``; during ``fit``
-        every ``eval_every`` updates, or at the Trainer's cadence when the user set one."""
-        trainer = self.trainer
-        if trainer.state.fn != "fit":
+        """Whether this validation run plays episodes: always in ``validate``; during ``fit`` (where
+        ``val_dataloader`` offers episodes only with ``eval_every`` or a Trainer cadence) every
+        ``eval_every`` updates, or at each run of the Trainer's cadence; never in the sanity check."""
+        if self.trainer.state.fn != "fit":
             return True
-        if trainer.sanity_checking:
-            return False
-        if self.hparams.eval_every:
-            return (self.current_epoch + 1) % self.hparams.eval_every == 0
-        return validation_cadence_set(trainer)
+        every = self.hparams.eval_every
+        return not self.trainer.sanity_checking and (not every or (self.current_epoch + 1) % every == 0)
 
     def _play_evaluation(self) -> dict[str, Any]:
         hp = self.hparams

@@ -20,6 +20,7 @@ from contextlib import contextmanager  # noqa: E402
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from pg_lightning import StopWhenSolved  # noqa: E402
 from pg_lightning.cli import model_from_config  # noqa: E402
@@ -63,11 +64,17 @@ class Stopwatch:
         setattr(cls, name, timed)
 
 
+def solved_settings(config: str) -> dict:
+    """The config's ``solved:`` group (its StopWhenSolved threshold), as train.py would apply it."""
+    with open(config) as f:
+        return yaml.safe_load(f).get("solved") or {}
+
+
 def run(config: str, seed: int, max_env_steps: int | None, watch: Stopwatch) -> dict:
     watch.seconds.clear()
     start = time.perf_counter()
     model = model_from_config(config, seed=seed, **({"max_env_steps": max_env_steps} if max_env_steps else {}))
-    solved = StopWhenSolved()
+    solved = StopWhenSolved(**solved_settings(config))
     trainer = L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, callbacks=[solved],
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model)
@@ -77,6 +84,8 @@ def run(config: str, seed: int, max_env_steps: int | None, watch: Stopwatch) -> 
     return {
         "seed": seed,
         "solved": solved.solved_at is not None,
+        "threshold": solved.threshold,
+        "last100": model.return_last100,
         "env_steps": model.env_steps,
         "seconds": total,
         "steps_per_second": model.env_steps / total,
@@ -90,7 +99,8 @@ def run(config: str, seed: int, max_env_steps: int | None, watch: Stopwatch) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+N-1")
     parser.add_argument("--max-env-steps", type=int, default=None, help="override the budget")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -107,7 +117,7 @@ def main() -> None:
     header = f"{'seed':>4} {'solved':>6} {'env steps':>10} {'s':>7} {'steps/s':>8} {'collect':>8} {'update':>7} {'log':>6} {'other':>6}"
     print(f"{args.config}  (torch {torch.__version__}, lightning {L.__version__}, 1 thread)")
     print(header)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         r = run(args.config, seed, args.max_env_steps, watch)
         results.append(r)
         print(f"{r['seed']:>4} {str(r['solved']):>6} {r['env_steps']:>10} {r['seconds']:>7.2f} "

@@ -26,14 +26,13 @@ MAX_PARAMETERS = 1 << 28  # 1 GiB of float32 weights
 
 
 def make_entry(
-    algorithm: str, env_id: str, env_steps: int, episodes: int, skipped_updates: int,
-    processes: list[dict[str, Any]],
+    algorithm: str, env_id: str, counters: dict[str, int | float], processes: list[dict[str, Any]],
+    wandb_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """The entry a module adds when saving: ``processes`` holds each process's collector state."""
-    return {
-        "algorithm": algorithm, "env_id": env_id, "env_steps": env_steps, "episodes": episodes,
-        "skipped_updates": skipped_updates, "processes": processes,
-    }
+    """The entry a module adds when saving: the run's ``counters`` (env steps, episodes, ...),
+    each process's collector state in ``processes`` and the W&B run that resuming continues."""
+    return {"algorithm": algorithm, "env_id": env_id, **counters, "processes": processes,
+            "wandb_run_id": wandb_run_id}
 
 
 def entry_of(checkpoint: Any, source: str) -> dict[str, Any]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import LightningCLI
+import yaml
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from pg_lightning import checkpoints, registry
 from pg_lightning.callbacks import RunCheckpoint, StopWhenSolved
 from pg_lightning.errors import ConfigError, TrainingError
+from pg_lightning.loggers import run_folder
 from pg_lightning.modules import PolicyGradient
 from pg_lightning.trainer_checks import check_trainer
 
@@ -20,6 +24,7 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULTS = {
     "trainer.max_epochs": -1,  # one epoch is one update; the env-step budget or StopWhenSolved ends it
     "trainer.log_every_n_steps": 10,
+    "trainer.enable_model_summary": False,  # a 4-128-2 MLP; --trainer.enable_model_summary true shows it
     "trainer.logger": {"class_path": "pg_lightning.loggers.WandbLogger"},
     "trainer.callbacks": [{"class_path": "pg_lightning.callbacks.EnvStepProgressBar"}],
     "checkpoint.monitor": "train/return_last100",
@@ -28,6 +33,34 @@ DEFAULTS = {
     "checkpoint.every_n_epochs": 25,
     "checkpoint.filename": "best",
 }
+
+
+# Lightning's start-up lines that tell a first `python train.py` nothing it can act on (the seed is
+# in the result line; a GPU that is there and used is still announced)
+QUIET = ("💡 Tip:", "GPU available: False", "TPU available: False", "HPU available: False", "Seed set to")
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(QUIET)
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """The resolved config as ``config.yaml`` in the run's own folder (next to its
+    ``checkpoints/``), and the whole of it in every logger's hyperparameters (the W&B run config)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            folder = run_folder(trainer)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
+                             multifile=self.multifile)
+            config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            for logger in trainer.loggers:
+                logger.log_hyperparams(config)
+        self.already_saved = True
 
 
 class CLI(LightningCLI):
@@ -54,8 +87,21 @@ class CLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         # ``main`` always passes the argument list (with ``fit`` inserted); no warning about it.
         self.config = parser.parse_args(args)
+        self.given_model_arguments = _given_model_arguments(args)
         config = self._config()
-        _check_checkpoint(config.get("ckpt_path"), config.model)  # before Lightning reads it
+        self.checkpoint_entry = _check_checkpoint(config.get("ckpt_path"), config.model)  # before Lightning reads it
+        if config.seed_everything is True and "seed" in (config.model.get("init_args") or {}):
+            config.seed_everything = config.model.init_args.seed  # one seed fixes the run
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning puts the checkpoint's hyperparameters over the whole model config; the ones
+        this command sets itself still win, so ``--ckpt_path X --model.max_env_steps 2M`` resumes
+        a run with a longer budget."""
+        init_args = self._config().model.init_args
+        given = {k: init_args[k] for k in self.given_model_arguments if k in init_args}
+        super()._parse_ckpt_path()
+        for key, value in given.items():
+            self._config().model.init_args[key] = value
 
     def before_instantiate_classes(self) -> None:
         config = self._config()
@@ -68,6 +114,9 @@ class CLI(LightningCLI):
         if trainer.enable_checkpointing is False:  # the checkpoint group is a callback too: make it save nothing
             trainer.enable_checkpointing = None
             config.checkpoint.save_top_k, config.checkpoint.save_last = 0, False
+        run_id = (self.checkpoint_entry or {}).get("wandb_run_id")
+        if self.subcommand == "fit" and run_id:
+            _continue_wandb_run(trainer.logger, run_id)
 
     def before_fit(self) -> None:
         """Refuse what cannot work before the config, W&B run or checkpoints are written."""
@@ -75,19 +124,61 @@ class CLI(LightningCLI):
         if self._config().get("lr_scheduler") is not None and self.model.hparams.anneal_lr:
             raise ConfigError("anneal_lr and --lr_scheduler both set the learning rate; choose one")
 
+    def after_fit(self) -> None:
+        """One line with the run's result and where its files are."""
+        model, trainer = self.model, self.trainer
+        if not trainer.is_global_zero:
+            return
+        solved = next((c.solved_at for c in trainer.callbacks if isinstance(c, StopWhenSolved)), None)
+        result = "no episode finished" if model.return_last100 is None else f"last-100 return {model.return_last100:.1f}"
+        if solved is not None:
+            result += f", solved at {solved:,} env steps"
+        print(f"Done: {model.env_steps:,} env steps, {trainer.current_epoch:,} updates, {model.episodes:,} episodes "
+              f"(seed {model.hparams.seed}); {result}; run folder {run_folder(trainer)}")
+
 
 def _is_local_file(path: str | None) -> bool:
     """Whether ``--ckpt_path`` names a file (not Lightning's "last"/"hpc"/"registry" or a URL)."""
     return path is not None and path not in ("last", "hpc", "registry") and "://" not in str(path)
 
 
-def _check_checkpoint(path: str | None, model) -> None:
-    """A missing, unreadable or foreign ``--ckpt_path`` fails before anything is built or written."""
-    if _is_local_file(path):
-        checkpoint, source = _read_checkpoint(path)
-        checkpoints.check_identity(checkpoints.entry_of(checkpoint, source), str(model.class_path).rpartition(".")[2],
-                                   model.init_args.get("env_id"))
-        checkpoints.hyperparameters(checkpoint, source)  # sane before LightningCLI builds the model from them
+def _check_checkpoint(path: str | None, model) -> dict[str, Any] | None:
+    """A missing, unreadable or foreign ``--ckpt_path`` fails before anything is built or written;
+    the checkpoint's pg_lightning entry if it is a local file."""
+    if not _is_local_file(path):
+        return None
+    checkpoint, source = _read_checkpoint(path)
+    entry = checkpoints.entry_of(checkpoint, source)
+    checkpoints.check_identity(entry, str(model.class_path).rpartition(".")[2], model.init_args.get("env_id"))
+    checkpoints.hyperparameters(checkpoint, source)  # sane before LightningCLI builds the model from them
+    return entry
+
+
+def _given_model_arguments(args: list[str]) -> set[str]:
+    """The model arguments a command line sets: ``--model.X`` and its ``--config`` files' ``model.init_args``."""
+    given = {a.removeprefix("--model.").removeprefix("init_args.").split("=")[0] for a in args
+             if a.startswith("--model.")}
+    configs = [b for a, b in zip(args, args[1:]) if a == "--config"]
+    configs += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in configs:
+        with open(path) as f:
+            model = (yaml.safe_load(f) or {}).get("model")
+        if isinstance(model, dict) and isinstance(model.get("init_args"), dict):
+            given |= set(model["init_args"])
+    return given
+
+
+def _continue_wandb_run(logger_config: Any, run_id: str) -> None:
+    """Resuming a checkpoint continues its W&B run (same id, same run folder) unless the logger
+    names a run of its own."""
+    configs = logger_config if isinstance(logger_config, list) else [logger_config]
+    for config in configs:
+        if not hasattr(config, "class_path"):
+            continue
+        cls = registry.import_class(config.class_path)
+        init = config.init_args
+        if issubclass(cls, WandbLogger) and init.get("id") is None and init.get("version") is None:
+            init.id = run_id
 
 
 def _read_checkpoint(path: str) -> tuple[dict[str, Any], str]:
@@ -143,14 +234,23 @@ def main(args: list[str] | None = None) -> CLI:
     args = list(sys.argv[1:] if args is None else args)
     if not args or args[0] not in SUBCOMMANDS:
         args = ["fit", *args]
+    quiet = _Quiet()
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    exit_code = 1
     try:
-        return CLI(
+        cli = CLI(
             PolicyGradient,
             subclass_mode_model=True,
+            save_config_callback=SaveRunConfig,
             save_config_kwargs={"overwrite": True},
             args=_with_model(args),
         )
+        exit_code = 0
+        return cli
     except SIGTERMException:
+        exit_code = 143
         print("stopped by SIGTERM after the current update", file=sys.stderr)
         raise SystemExit(143) from None
     except TrainingError as err:
@@ -162,6 +262,18 @@ def main(args: list[str] | None = None) -> CLI:
             raise
         print(f"error: {config_error}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+        _finish_wandb_run(exit_code)
+
+
+def _finish_wandb_run(exit_code: int) -> None:
+    """End the W&B run this command started, so the next command in the process (the next seed
+    of ``pg_lightning.seeds``) starts its own run instead of reusing it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.run.finish(exit_code=exit_code)
 
 
 def model_from_config(path: str, **overrides: Any) -> PolicyGradient:
@@ -170,16 +282,11 @@ def model_from_config(path: str, **overrides: Any) -> PolicyGradient:
     For scripts and tests that want a config's agent without the CLI, e.g.
     ``model_from_config("configs/cartpole_ppo.yaml", seed=3)``.
     """
-    import importlib
-
-    import yaml
-
     with open(path) as f:
         config = yaml.safe_load(f)
     try:
         model = config["model"]
-        module_name, _, class_name = model["class_path"].rpartition(".")
+        cls = registry.import_class(model["class_path"])
     except (KeyError, TypeError):
         raise ConfigError(f"{path}: needs model.class_path (and model.init_args)") from None
-    cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**{**model.get("init_args", {}), **overrides})

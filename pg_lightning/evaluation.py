@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,10 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
+from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import IterableDataset
 
+from pg_lightning.loggers import run_folder
 from pg_lightning.policies import ActorCritic
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share seeds with training envs
@@ -38,12 +42,15 @@ def evaluate(
     kwargs = dict(env_kwargs or {})
     if video_folder is not None:
         kwargs["render_mode"] = "rgb_array"
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display needed
     env = gym.make(env_id, **kwargs)
     if video_folder is not None:
-        env = gym.wrappers.RecordVideo(
-            env, str(video_folder), episode_trigger=lambda k: k == 0, name_prefix=video_prefix,
-            disable_logger=True,
-        )
+        with warnings.catch_warnings():  # each evaluation's files have their own prefix: nothing is overwritten
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+            env = gym.wrappers.RecordVideo(
+                env, str(video_folder), episode_trigger=lambda k: k == 0, name_prefix=video_prefix,
+                disable_logger=True,
+            )
     space = env.action_space
     bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
     device = next(policy.parameters()).device
@@ -66,16 +73,21 @@ def evaluate(
 
 
 def video_folder(trainer: L.Trainer) -> Path:
-    """Where a run's evaluation videos go: ``videos/`` in its log folder."""
-    return Path(trainer.log_dir or trainer.default_root_dir) / "videos"
+    """Where a run's evaluation videos go: ``videos/`` in its run folder."""
+    return run_folder(trainer) / "videos"
 
 
-def log_video(loggers: list, folder: Path, prefix: str, key: str) -> None:
-    """Hand the newest ``prefix-*.mp4`` in ``folder`` to every logger that takes videos (W&B)."""
+def log_video(loggers: list, folder: Path, prefix: str, key: str, env_steps: int, step: int) -> None:
+    """Log the newest ``prefix-*.mp4`` in ``folder`` to every W&B logger, with the env step it was
+    taken at (``<key's prefix>/env_steps``, the x-axis of ``key``)."""
     videos = sorted(folder.glob(f"{prefix}-*.mp4"))
-    for logger in loggers:
-        if videos and hasattr(logger, "log_video"):
-            logger.log_video(key, [str(videos[-1])])
+    wandb_loggers = [logger for logger in loggers if isinstance(logger, WandbLogger)]
+    if videos and wandb_loggers:
+        import wandb
+
+        axis = f"{key.partition('/')[0]}/env_steps"
+        for logger in wandb_loggers:
+            logger.log_metrics({key: wandb.Video(str(videos[-1]), format="mp4"), axis: env_steps}, step=step)
 
 
 def evaluation_metrics(results: dict[str, Tensor], prefix: str, env_steps: int) -> tuple[dict, dict]:

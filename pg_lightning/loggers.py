@@ -1,45 +1,68 @@
-"""Weights & Biases logging that never needs the network unless you have an API key."""
+"""Weights & Biases logging that never needs the network unless you are logged in, and the run
+folder every logger's files share."""
 
 from __future__ import annotations
 
-import netrc
 import os
-import socket
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+import lightning as L
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+AXES = ("train", "val", "test")  # a metric "<prefix>/..." is plotted against "<prefix>/env_steps"
 
 
-def wandb_api_key_configured() -> bool:
-    """True if ``WANDB_API_KEY`` is set or ``~/.netrc`` holds credentials for api.wandb.ai."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
+def wandb_logged_in() -> bool:
+    """W&B's own answer to "are there credentials for the server it would talk to?": the
+    ``WANDB_API_KEY`` / identity-token variables, the netrc file (``NETRC`` or ``~/.netrc``) and
+    the host of ``wandb login --host`` / ``WANDB_BASE_URL``. Never prompts."""
+    from wandb.sdk import wandb_setup
+    from wandb.sdk.lib import wbauth
+
+    settings = wandb_setup.singleton().settings
+    host = wbauth.HostUrl(settings.base_url, app_url=settings.app_url)
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return wbauth.authenticate_session(host=host, source="pg_lightning", prompt=False,
+                                           update_session=False) is not None
+    except Exception:  # malformed credentials: W&B would refuse them, so log offline
         return False
 
 
 def wandb_reachable(timeout: float = 3.0) -> bool:
-    """Whether the W&B server (``WANDB_BASE_URL``, default api.wandb.ai) accepts a TCP connection."""
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+    """Whether W&B's server answers an HTTP request, through ``HTTPS_PROXY`` / ``NO_PROXY`` as
+    W&B's own requests go."""
+    import requests
+    from wandb.sdk import wandb_setup
+
     try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
+        requests.head(wandb_setup.singleton().settings.base_url, timeout=timeout)
+        return True
+    except requests.RequestException:
         return False
 
 
-class WandbLogger(_WandbLogger):
-    """Lightning's ``WandbLogger`` with an offline default and ``train/env_steps`` as the x-axis.
+def run_folder(trainer: L.Trainer) -> Path:
+    """The folder a run's files go to: ``<save_dir>/<name>/<version>/`` of the first logger
+    (``runs/pg_lightning/<W&B run id>/`` by default), the parent of Lightning's own
+    ``checkpoints/`` folder; the Trainer's ``default_root_dir`` without a logger. Rank zero's."""
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
 
-    ``mode=None`` picks ``WANDB_MODE`` if set, else ``online`` with an API key and ``offline``
-    without one (saying so once, with the command to upload the run later). With a key but no
-    route to the server it also falls back to offline instead of failing the run: every metric
-    is kept in the offline run and can be synced later.
+
+class WandbLogger(_WandbLogger):
+    """Lightning's ``WandbLogger`` with an offline default and every metric's x-axis set by name.
+
+    ``mode=None`` picks ``WANDB_MODE`` if set, else ``online`` when W&B has credentials and its
+    server answers, and ``offline`` otherwise, saying so in one line with the command to upload
+    the run later (every metric is kept in the offline run). Each metric is defined by its own
+    name the first time it is logged: ``train/*`` against ``train/env_steps``, ``val/*`` and
+    ``test/*`` against ``val/env_steps`` and ``test/env_steps``, anything else against
+    ``trainer/global_step`` — no glob decides it.
     """
 
     def __init__(
@@ -50,30 +73,47 @@ class WandbLogger(_WandbLogger):
         group: str | None = None,
         **kwargs: Any,
     ):
-        reason = None
+        self._offline_reason = None
         if mode is None:
             mode = os.environ.get("WANDB_MODE")
         if mode is None:
-            if not wandb_api_key_configured():
-                mode, reason = "offline", "no API key configured"
+            if not wandb_logged_in():
+                mode, self._offline_reason = "offline", "not logged in"
             elif not wandb_reachable():
-                mode, reason = "offline", "W&B server unreachable"
+                mode, self._offline_reason = "offline", "server unreachable"
             else:
                 mode = "online"
-        if reason is not None:
-            rank_zero_info(
-                f"W&B: {reason}, logging offline to {save_dir}/wandb "
-                f"(upload later with `wandb sync {save_dir}/wandb/offline-run-*`)"
-            )
+        if mode in ("offline", "dryrun") and kwargs.get("settings") is None:
+            import wandb
+
+            kwargs["settings"] = wandb.Settings(silent=True)  # the one line below says it all
+            self._offline_reason = self._offline_reason or f"WANDB_MODE={mode}"
         if group is not None:
             kwargs["group"] = group  # runs of one config over several seeds, shown together
         super().__init__(project=project, save_dir=save_dir, mode=mode, **kwargs)
-        self._axes_defined = False
+        if self._wandb_init.get("anonymous") is None:
+            del self._wandb_init["anonymous"]  # W&B warns that the setting does nothing
+        self._defined: set[str] = set()
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if not self._axes_defined:
-            for prefix in ("train", "val", "test"):
-                self.experiment.define_metric(f"{prefix}/env_steps")
-                self.experiment.define_metric(f"{prefix}/*", step_metric=f"{prefix}/env_steps")
-            self._axes_defined = True
+    @property
+    def experiment(self) -> Any:
+        """The W&B run, started on first use (its folder made first, so W&B finds no missing git root)."""
+        started = self._experiment is not None
+        if not started and self.save_dir is not None:
+            os.makedirs(self.save_dir, exist_ok=True)
+        run = super().experiment
+        if not started and self._offline_reason is not None and isinstance(getattr(run, "dir", None), str):
+            folder = Path(run.dir).parent
+            rank_zero_info(f"W&B: offline ({self._offline_reason}), run {run.id} saved in {folder} "
+                           f"(upload later with `wandb sync {folder}`)")
+        return run
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        new = [k for k in metrics if k not in self._defined]
+        for key in new:
+            prefix = key.partition("/")[0]
+            axis = f"{prefix}/env_steps" if prefix in AXES and key != f"{prefix}/env_steps" else "trainer/global_step"
+            self.experiment.define_metric(key, step_metric=axis, step_sync=True)
+            self._defined.add(key)
         super().log_metrics(metrics, step)

@@ -30,6 +30,12 @@ def class_path(name: str) -> str:
     return f"{ALGORITHMS[name]}.{name}"
 
 
+def import_class(path: str) -> type:
+    """The class a ``class_path`` names (``package.module.Class``)."""
+    module_name, _, class_name = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def algorithm(name: Any, source: str = "") -> type[PolicyGradient]:
     """The class of a registered algorithm, or a ConfigError naming the ones there are."""
     if name not in ALGORITHMS:

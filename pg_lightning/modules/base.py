@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -59,8 +60,10 @@ class PolicyGradient(L.LightningModule):
         self.env_steps = 0  # summed over processes
         self.episodes = 0
         self.return_last100: float | None = None  # mean of the last 100 episodes, pooled
+        self.return_area = 0.0  # Σ return_last100 · env steps of each update: see return_auc
         self.skipped_updates = 0
         self._skipped_in_a_row = 0
+        self._unlogged: dict[str, float] = {}
         self.collector: Collector | None = None
         self._collector_state: dict[str, Any] | None = None
         self._clock = (time.perf_counter(), 0)
@@ -100,6 +103,8 @@ class PolicyGradient(L.LightningModule):
             self._quiet = warnings.catch_warnings()
             self._quiet.__enter__()
             warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")
+            # Lightning's own use of a torch API that torch deprecated: nothing a user can change
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
     def train_dataloader(self) -> DataLoader:
         if self.collector is None:
@@ -146,7 +151,8 @@ class PolicyGradient(L.LightningModule):
         self.log_dict(metrics, sync_dist=True, batch_size=len(results["returns"]))
         self.log_dict(shown, prog_bar=True, sync_dist=True, batch_size=len(results["returns"]))
         if self.hparams.record_video and self.global_rank == 0:
-            log_video(self.loggers, video_folder(self.trainer), f"update{self.current_epoch}", f"{prefix}/video")
+            log_video(self.loggers, video_folder(self.trainer), f"update{self.current_epoch}", f"{prefix}/video",
+                      self.env_steps, self.trainer.current_epoch)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._log_evaluation(batch, "val")
@@ -258,6 +264,9 @@ class PolicyGradient(L.LightningModule):
         })
         if window_size:
             metrics["train/return_last100"] = self.return_last100
+            self.return_area += self.return_last100 * steps
+            if self.hparams.max_env_steps:
+                metrics["train/return_auc"] = self.return_auc
         if episodes:
             metrics["train/episode_return"] = return_sum / episodes
             metrics["train/episode_length"] = length_sum / episodes
@@ -265,13 +274,32 @@ class PolicyGradient(L.LightningModule):
             {k: v if isinstance(v, Tensor) else torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()}
         )
         trainer.progress_bar_metrics.update({k: metrics[k] for k in PROGRESS_BAR if k in metrics})
+        self._unlogged = {k: float(v) for k, v in metrics.items()}
         if (trainer.current_epoch + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:
-            logged = {k: float(v) for k, v in metrics.items()}
-            for logger in self.loggers:  # rank zero only, as Lightning's own logging
-                logger.log_metrics(logged, step=trainer.current_epoch)
+            self.log_update()
+
+    def log_update(self) -> None:
+        """Hand the last update's metrics to the loggers (rank zero's write), once."""
+        if self._unlogged:
+            for logger in self.loggers:
+                logger.log_metrics(self._unlogged, step=self.trainer.current_epoch)
+            self._unlogged = {}
+
+    @property
+    def return_auc(self) -> float | None:
+        """The sweep objective: the mean of ``return_last100`` over the env-step budget, the rest
+        of the budget counted at the current value. Unlike ``return_last100``, which stopping at
+        the threshold caps, it ranks a run that solves in 60k steps above one that needs 200k."""
+        budget = self.hparams.max_env_steps
+        if not budget or self.return_last100 is None:
+            return None
+        return (self.return_area + max(budget - self.env_steps, 0) * self.return_last100) / budget
 
     def on_train_start(self) -> None:
         self._clock = (time.perf_counter(), self.env_steps)  # steps/s counts from here
+
+    def on_train_end(self) -> None:
+        self.log_update()  # the final update, when a callback (StopWhenSolved, EarlyStopping) ended the run
 
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -279,9 +307,13 @@ class PolicyGradient(L.LightningModule):
         local = {"collector": self.collector.state_dict() if self.collector is not None else self._collector_state}
         # the class, as LightningCLI records it, so `train.py validate --ckpt_path X` rebuilds this model
         checkpoint["hyper_parameters"].setdefault("_class_path", f"{type(self).__module__}.{type(self).__qualname__}")
+        counters = {"env_steps": self.env_steps, "episodes": self.episodes, "skipped_updates": self.skipped_updates,
+                    "return_area": self.return_area}
+        wandb_runs = [logger.version for logger in self.loggers if isinstance(logger, WandbLogger)]
         checkpoint[checkpoints.KEY] = checkpoints.make_entry(
-            type(self).__name__, self.hparams.env_id, self.env_steps, self.episodes, self.skipped_updates,
+            type(self).__name__, self.hparams.env_id, counters,
             distributed.gather_objects(self.trainer, local),  # every rank calls this hook when saving
+            wandb_runs[0] if wandb_runs and self.global_rank == 0 else None,
         )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -289,6 +321,7 @@ class PolicyGradient(L.LightningModule):
         checkpoints.check_identity(state, type(self).__name__, self.hparams.env_id)
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
         self.skipped_updates = state["skipped_updates"]
+        self.return_area = state.get("return_area", 0.0)
         processes = state["processes"]
         if self.global_rank >= len(processes):  # more processes than when saved: fresh envs for the new ranks
             rank_zero_warn(f"checkpoint holds {len(processes)} processes' collectors; ranks "

@@ -118,7 +118,13 @@ def test_env_step_budget_ends_training(quiet_trainer_kwargs):
 def test_checkpoint_round_trip_and_resume(tmp_path, quiet_trainer_kwargs):
     module = Reinforce(seed=2)
     quiet_trainer_kwargs["max_epochs"] = 3
-    trainer = L.Trainer(**quiet_trainer_kwargs)
+    returns = []  # what the episodes of the first run returned, seen from outside the collector
+
+    class Returns(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            returns.extend(batch.episode_returns.tolist())
+
+    trainer = L.Trainer(**quiet_trainer_kwargs, callbacks=[Returns()])
     trainer.fit(module)
     path = tmp_path / "a.ckpt"
     trainer.save_checkpoint(path)
@@ -136,7 +142,9 @@ def test_checkpoint_round_trip_and_resume(tmp_path, quiet_trainer_kwargs):
     assert resumed.episodes == 5  # continued from 3, not restarted
     saved = torch.load(path, weights_only=False)
     assert saved["optimizer_states"][0]["state"]  # Adam moments are in the checkpoint
-    assert saved["pg_lightning"]["processes"][0]["collector"]["recent_returns"] == list(loaded._collector_state["recent_returns"])
+    window = saved["pg_lightning"]["processes"][0]["collector"]["recent_returns"]
+    assert len(window) == 3 and window == pytest.approx(returns)  # the three episodes' returns
+    assert list(resumed._collector_state["recent_returns"])[:3] == window  # the resumed run extends the window
     assert resumed.env_steps > module.env_steps
 
 

@@ -3,10 +3,12 @@
 import re
 from pathlib import Path
 
+import lightning as L
 import pytest
 import yaml
 
-from pg_lightning import plot, seeds
+from helpers import quiet_trainer
+from pg_lightning import Reinforce, plot, seeds
 from pg_lightning.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +55,30 @@ def test_the_readme_pipeline_sample_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["model"].env_steps >= 1
     assert list(tmp_path.glob("logs/**/metrics.csv"))
+
+
+def test_the_sweep_objective_ranks_a_run_that_solves_sooner_higher():
+    spec = yaml.safe_load((ROOT / "configs/sweeps/cartpole_ppo.yaml").read_text())
+    assert spec["metric"] == {"name": "train/return_auc", "goal": "maximize"}
+    assert spec["early_terminate"]["type"] == "hyperband"
+    module = Reinforce(seed=0, max_env_steps=3000)
+    seen = []  # (env steps of the update, return_last100 after it)
+
+    class Curve(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append((batch.env_steps, pl_module.return_last100))
+
+    trainer = quiet_trainer(callbacks=[Curve()])
+    trainer.fit(module)
+    area = sum(steps * value for steps, value in seen)
+    assert module.return_area == pytest.approx(area)
+    assert float(trainer.callback_metrics["train/return_auc"]) == pytest.approx(
+        (area + max(3000 - module.env_steps, 0) * seen[-1][1]) / 3000)
+
+    def objective(solved_at: int) -> float:  # return_last100 rising evenly to 475, then stopped there
+        module.return_area, module.env_steps, module.return_last100 = 475 / 2 * solved_at, solved_at, 475.0
+        return module.return_auc
+
+    module.hparams.max_env_steps = 300_000
+    assert objective(60_000) == pytest.approx((475 / 2 * 60_000 + 240_000 * 475) / 300_000)
+    assert objective(60_000) > objective(200_000) + 100  # return_last100 is 475 for both

@@ -18,14 +18,15 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from time_to_solve import Stopwatch, run
 
 
-def one_run(job: tuple[str, int]) -> dict:
-    config, seed = job
+def one_run(job: tuple[str, int, dict]) -> dict:
+    config, seed, overrides = job
     torch.set_num_threads(1)
-    return {"config": config, **run(config, seed, None, Stopwatch())}
+    return {"config": config, **run(config, seed, overrides, Stopwatch())}
 
 
 def table(results: list[dict], configs: list[str]) -> str:
@@ -51,15 +52,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one process and CPU core each)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a model argument (YAML value), e.g. --set lr=0.002, to try a variant")
     args = parser.parse_args()
-    jobs = [(c, s) for c in args.configs for s in range(args.first_seed, args.first_seed + args.seeds)]
+    overrides = {name: yaml.safe_load(value) for name, _, value in (s.partition("=") for s in args.set)}
+    jobs = [(c, s, overrides) for c in args.configs for s in range(args.first_seed, args.first_seed + args.seeds)]
     start, results = time.perf_counter(), []
     with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for r in pool.imap_unordered(one_run, jobs):
             results.append(r)
             print(f"{r['config']} seed {r['seed']}: solved {r['solved']} at {r['env_steps']} env steps, "
                   f"last100 {r['last100']:.1f}, {r['seconds']:.1f} s", flush=True)
-    print(f"\nseeds {args.first_seed}-{args.first_seed + args.seeds - 1}, torch {torch.__version__}, "
+    print(f"\nseeds {args.first_seed}-{args.first_seed + args.seeds - 1}, overrides {overrides or 'none'}, torch {torch.__version__}, "
           f"{args.jobs} job(s), {time.perf_counter() - start:.0f} s in all\n")
     print(table(results, args.configs))
 

@@ -70,10 +70,11 @@ def solved_settings(config: str) -> dict:
         return yaml.safe_load(f).get("solved") or {}
 
 
-def run(config: str, seed: int, max_env_steps: int | None, watch: Stopwatch) -> dict:
+def run(config: str, seed: int, overrides: dict, watch: Stopwatch) -> dict:
+    """Train ``config``'s model (with ``overrides`` of its arguments) on ``seed`` until solved or out of budget."""
     watch.seconds.clear()
     start = time.perf_counter()
-    model = model_from_config(config, seed=seed, **({"max_env_steps": max_env_steps} if max_env_steps else {}))
+    model = model_from_config(config, **{**overrides, "seed": seed})
     solved = StopWhenSolved(**solved_settings(config))
     trainer = L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, callbacks=[solved],
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
@@ -118,7 +119,7 @@ def main() -> None:
     print(f"{args.config}  (torch {torch.__version__}, lightning {L.__version__}, 1 thread)")
     print(header)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        r = run(args.config, seed, args.max_env_steps, watch)
+        r = run(args.config, seed, {"max_env_steps": args.max_env_steps} if args.max_env_steps else {}, watch)
         results.append(r)
         print(f"{r['seed']:>4} {str(r['solved']):>6} {r['env_steps']:>10} {r['seconds']:>7.2f} "
               f"{r['steps_per_second']:>8.0f} {r['collection']:>8.2f} {r['updates']:>7.2f} "

@@ -2,8 +2,9 @@
 
     python -m pg_lightning.seeds configs/cartpole_ppo.yaml --seeds 0 1 2 [--csv runs/csv] [-- TRAIN.PY ARGS]
 
-Each seed sets ``--model.seed`` and ``--seed_everything``. By default the runs log to W&B grouped
-under the config's name (one run per seed); ``--csv DIR`` logs to ``DIR/<config>/seed<N>/`` instead,
+Each seed sets ``--model.seed`` (which ``seed_everything`` follows). By default each seed is its own
+W&B run, named ``<config>-seed<N>`` and grouped under the config's name, with its own run folder
+and checkpoints; ``--csv DIR`` logs to ``DIR/<config>/seed<N>/`` instead,
 which ``python -m pg_lightning.plot DIR/<config>`` turns into a mean-over-seeds curve.
 """
 
@@ -19,7 +20,7 @@ from pg_lightning.cli import main as train
 def seed_args(config: str, seed: int, csv: str | None) -> list[str]:
     """``train.py`` arguments for one seed of ``config``."""
     name = Path(config).stem
-    args = ["fit", "--config", config, "--model.seed", str(seed), "--seed_everything", str(seed)]
+    args = ["fit", "--config", config, "--model.seed", str(seed)]
     if csv is None:
         return args + ["--trainer.logger.group", name, "--trainer.logger.name", f"{name}-seed{seed}"]
     return args + [

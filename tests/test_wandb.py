@@ -83,6 +83,7 @@ def test_several_seeds_give_one_wandb_run_and_one_checkpoint_folder_each(tmp_pat
         w = by_name[f"cartpole_reinforce-seed{seed}"]
         assert w["run"].run_group == "cartpole_reinforce"
         assert w["config"]["model"]["init_args"]["seed"] == seed
+        assert w["config"]["seed_everything"] == seed  # follows the model's seed: one seed fixes the run
         checkpoint = torch.load(tmp_path / "runs/pg_lightning" / w["run"].run_id / "checkpoints/last.ckpt",
                                 weights_only=True)
         assert checkpoint["hyper_parameters"]["seed"] == seed

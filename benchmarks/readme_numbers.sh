@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Re-makes every measured number and figure in the README, in the order the README shows them, on
+# the machine it runs on (the header says which commit, CPU and versions). About an hour on 2 cores;
+# two runs at a time where the runs are independent.
+#   bash benchmarks/readme_numbers.sh 2>/dev/null | tee readme_numbers.log
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reference=../shared/reference  # the speed yardsticks, where this checkout has them
+echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)'), $(date -u +%F)"
+echo "$(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
+python -c "import torch, lightning, gymnasium, numpy; print(f'torch {torch.__version__}, lightning {lightning.__version__}, gymnasium {gymnasium.__version__}, numpy {numpy.__version__}')"
+
+echo; echo "## Seed robustness: 20 seeds each config was not tuned on (100-119)"
+python benchmarks/robustness.py configs/cartpole_ppo.yaml configs/cartpole_a2c.yaml \
+    configs/cartpole_reinforce_baseline.yaml configs/cartpole_reinforce.yaml --seeds 20 --jobs 2 | sed -n '/^seeds /,$p'
+echo; echo "## Harder envs: 5 seeds (100-104)"
+python benchmarks/robustness.py configs/acrobot_ppo.yaml configs/pendulum_ppo.yaml configs/lunarlander_ppo.yaml \
+    configs/halfcheetah_ppo.yaml --seeds 5 --jobs 2 | sed -n '/^seeds /,$p'
+
+echo; echo "## Time to solve, CartPole PPO, seeds 0-4"
+python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5 | grep -v '^Solved'
+if [ -d "$reference" ]; then
+    echo "reference limit/ppo_fast.py, seeds 0-4 (solve_s):"
+    for seed in 0 1 2 3 4; do
+        python "$reference/limit/ppo_fast.py" --n-envs 32 --n-steps 16 --epochs 10 --mb 512 --lr 3e-3 --act relu \
+            --shared --anneal-steps 2e5 --seed "$seed" --quiet | tail -1
+    done
+fi
+
+echo; echo "## Throughput"
+python benchmarks/throughput.py
+echo; echo "## DDP"
+python benchmarks/ddp_throughput.py
+echo; echo "## Soak"
+python benchmarks/soak.py
+
+echo; echo "## Whole process: python train.py --config configs/cartpole_ppo.yaml (offline W&B), median of 3"
+python - <<'EOF'
+import os, statistics, subprocess, sys, tempfile, time
+times = []
+for _ in range(3):
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, os.path.abspath("train.py"), "--config", os.path.abspath("configs/cartpole_ppo.yaml"),
+                        "--trainer.enable_progress_bar", "false"], cwd=folder, check=True, capture_output=True,
+                       env={**os.environ, "WANDB_MODE": "offline"})
+        times.append(time.perf_counter() - start)
+print(f"{statistics.median(times):.1f} s (runs: {', '.join(f'{t:.1f}' for t in times)})")
+EOF
+
+echo; echo "## Figure docs/cartpole_curves.png"
+bash benchmarks/make_figures.sh && echo "re-made docs/cartpole_curves.png"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -38,11 +39,22 @@ DEFAULTS = {
 # Lightning's start-up lines that tell a first `python train.py` nothing it can act on (the seed is
 # in the result line; a GPU that is there and used is still announced)
 QUIET = ("💡 Tip:", "GPU available: False", "TPU available: False", "HPU available: False", "Seed set to")
+LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
 
 
-class _Quiet(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(QUIET)
+@contextmanager
+def _quiet_start():
+    """Lightning's loggers without the ``QUIET`` lines, while the CLI runs."""
+    quiet = logging.Filter()
+    quiet.filter = lambda record: not str(record.msg).startswith(QUIET)
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -234,19 +246,16 @@ def main(args: list[str] | None = None) -> CLI:
     args = list(sys.argv[1:] if args is None else args)
     if not args or args[0] not in SUBCOMMANDS:
         args = ["fit", *args]
-    quiet = _Quiet()
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")]
-    for logger in loggers:
-        logger.addFilter(quiet)
     exit_code = 1
     try:
-        cli = CLI(
-            PolicyGradient,
-            subclass_mode_model=True,
-            save_config_callback=SaveRunConfig,
-            save_config_kwargs={"overwrite": True},
-            args=_with_model(args),
-        )
+        with _quiet_start():
+            cli = CLI(
+                PolicyGradient,
+                subclass_mode_model=True,
+                save_config_callback=SaveRunConfig,
+                save_config_kwargs={"overwrite": True},
+                args=_with_model(args),
+            )
         exit_code = 0
         return cli
     except SIGTERMException:
@@ -263,8 +272,6 @@ def main(args: list[str] | None = None) -> CLI:
         print(f"error: {config_error}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        for logger in loggers:
-            logger.removeFilter(quiet)
         _finish_wandb_run(exit_code)
 
 

@@ -12,8 +12,8 @@ import gymnasium as gym
 import lightning as L
 import numpy as np
 import torch
-from torch import Tensor
 from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning.loggers import run_folder

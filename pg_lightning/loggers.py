@@ -73,21 +73,23 @@ class WandbLogger(_WandbLogger):
         group: str | None = None,
         **kwargs: Any,
     ):
-        self._offline_reason = None
-        if mode is None:
-            mode = os.environ.get("WANDB_MODE")
-        if mode is None:
-            if not wandb_logged_in():
-                mode, self._offline_reason = "offline", "not logged in"
-            elif not wandb_reachable():
-                mode, self._offline_reason = "offline", "server unreachable"
-            else:
-                mode = "online"
+        if mode is not None:
+            reason = f"mode={mode}"
+        elif os.environ.get("WANDB_MODE"):
+            mode = os.environ["WANDB_MODE"]
+            reason = f"WANDB_MODE={mode}"
+        elif not wandb_logged_in():
+            mode, reason = "offline", "not logged in"
+        elif not wandb_reachable():
+            mode, reason = "offline", "server unreachable"
+        else:
+            mode, reason = "online", None
+        self._offline_reason = None  # set when this logger, not W&B, says that the run is offline
         if mode in ("offline", "dryrun") and kwargs.get("settings") is None:
             import wandb
 
-            kwargs["settings"] = wandb.Settings(silent=True)  # the one line below says it all
-            self._offline_reason = self._offline_reason or f"WANDB_MODE={mode}"
+            kwargs["settings"] = wandb.Settings(silent=True)  # the one line of `experiment` says it all
+            self._offline_reason = reason
         if group is not None:
             kwargs["group"] = group  # runs of one config over several seeds, shown together
         super().__init__(project=project, save_dir=save_dir, mode=mode, **kwargs)

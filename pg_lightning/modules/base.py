@@ -63,7 +63,7 @@ class PolicyGradient(L.LightningModule):
         self.return_area = 0.0  # Σ return_last100 · env steps of each update: see return_auc
         self.skipped_updates = 0
         self._skipped_in_a_row = 0
-        self._unlogged: dict[str, float] = {}
+        self._unlogged: dict[str, Any] = {}  # the last update's metrics, until a logger has them
         self.collector: Collector | None = None
         self._collector_state: dict[str, Any] | None = None
         self._clock = (time.perf_counter(), 0)
@@ -274,15 +274,16 @@ class PolicyGradient(L.LightningModule):
             {k: v if isinstance(v, Tensor) else torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()}
         )
         trainer.progress_bar_metrics.update({k: metrics[k] for k in PROGRESS_BAR if k in metrics})
-        self._unlogged = {k: float(v) for k, v in metrics.items()}
+        self._unlogged = metrics
         if (trainer.current_epoch + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:
             self.log_update()
 
     def log_update(self) -> None:
         """Hand the last update's metrics to the loggers (rank zero's write), once."""
         if self._unlogged:
+            logged = {k: float(v) for k, v in self._unlogged.items()}
             for logger in self.loggers:
-                logger.log_metrics(self._unlogged, step=self.trainer.current_epoch)
+                logger.log_metrics(logged, step=self.trainer.current_epoch)
             self._unlogged = {}
 
     @property

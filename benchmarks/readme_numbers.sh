@@ -34,18 +34,26 @@ python benchmarks/ddp_throughput.py
 echo; echo "## Soak"
 python benchmarks/soak.py
 
-echo; echo "## Whole process: python train.py --config configs/cartpole_ppo.yaml (offline W&B), median of 3"
+echo; echo "## Whole process (median of 3, offline W&B)"
 python - <<'EOF'
 import os, statistics, subprocess, sys, tempfile, time
-times = []
-for _ in range(3):
-    with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, os.path.abspath("train.py"), "--config", os.path.abspath("configs/cartpole_ppo.yaml"),
-                        "--trainer.enable_progress_bar", "false"], cwd=folder, check=True, capture_output=True,
-                       env={**os.environ, "WANDB_MODE": "offline"})
-        times.append(time.perf_counter() - start)
-print(f"{statistics.median(times):.1f} s (runs: {', '.join(f'{t:.1f}' for t in times)})")
+root = os.path.abspath(".")
+commands = {
+    "python train.py --config configs/cartpole_ppo.yaml": [f"{root}/train.py", "--config",
+                                                            f"{root}/configs/cartpole_ppo.yaml",
+                                                            "--trainer.enable_progress_bar", "false"],
+    "python train.py --help": [f"{root}/train.py", "--help"],
+    'python -c "import torch, lightning, gymnasium"': ["-c", "import torch, lightning, gymnasium"],
+}
+for name, args in commands.items():
+    times = []
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *args], cwd=folder, check=True, capture_output=True,
+                           env={**os.environ, "WANDB_MODE": "offline"})
+            times.append(time.perf_counter() - start)
+    print(f"{name}: {statistics.median(times):.1f} s (runs: {', '.join(f'{t:.1f}' for t in times)})")
 EOF
 
 echo; echo "## Figure docs/cartpole_curves.png"

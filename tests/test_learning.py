@@ -1,7 +1,13 @@
 """It learns: each CartPole config reaches the solved criterion (mean of the last 100 training
 episodes ≥ 475) within its budget on most of several seeds. Floats differ between CPUs and an RL
 run amplifies the difference, so no single seed is trusted to solve everywhere: each test trains
-five seeds and needs a majority. Slow-marked; CI runs them."""
+five seeds and needs a majority, sized by the solve rates that ``benchmarks/robustness.py``
+measures on 20 seeds the configs were not tuned on (the README's table). Slow-marked; CI runs them.
+
+With a config that solves a fraction p of seeds, a test needing k of 5 fails by chance with
+probability P(Binomial(5, p) < k): for the CartPole configs (p ≥ 0.95) and k = 3 that is < 0.2%;
+for the seed recipe (p = 0.75) and k = 2 it is 1.6%; for Pendulum (p ≥ 0.9) and k = 3, < 1%.
+"""
 
 from pathlib import Path
 
@@ -32,19 +38,18 @@ def solve(config: str, seed: int, threshold: float | None = None) -> tuple[int |
 @pytest.mark.parametrize("config", ["cartpole_reinforce_baseline.yaml", "cartpole_a2c.yaml", "cartpole_ppo.yaml"])
 def test_each_algorithm_solves_cartpole_on_most_seeds(config):
     runs = [solve(config, seed) for seed in SEEDS]
-    assert sum(at is not None for at, _ in runs) >= 4, runs
+    assert sum(at is not None for at, _ in runs) >= 3, runs
 
 
 @pytest.mark.slow
 def test_the_seed_recipe_learns_cartpole():
-    """The textbook recipe (lr 1e-2, one episode per update) is unstable: some seeds stall or
-    collapse, as in the plain loop. It must solve some seeds and lift most far above random (~22)."""
+    """The textbook recipe (lr 1e-2, one episode per update) is unstable: about a quarter of the
+    seeds stall or collapse, as in the plain loop. At least two of five must solve."""
     runs = [solve("cartpole_reinforce.yaml", seed) for seed in SEEDS]
     assert sum(at is not None for at, _ in runs) >= 2, runs
-    assert sorted(last for _, last in runs)[2] >= 100, runs  # the median seed
 
 
 @pytest.mark.slow
 def test_ppo_learns_pendulum_with_continuous_actions():
-    runs = [solve("pendulum_ppo.yaml", seed, threshold=-250) for seed in range(3)]
-    assert sum(at is not None for at, _ in runs) >= 2, runs
+    runs = [solve("pendulum_ppo.yaml", seed, threshold=-250) for seed in SEEDS]
+    assert sum(at is not None for at, _ in runs) >= 3, runs

@@ -32,13 +32,13 @@ def wandb_logged_in() -> bool:
 
 def wandb_reachable(timeout: float = 3.0) -> bool:
     """Whether W&B's server answers an HTTP request, through ``HTTPS_PROXY`` / ``NO_PROXY`` as
-    W&B's own requests go."""
+    W&B's own requests go. A 5xx answer (a proxy that cannot reach the server says 502-504) is
+    no answer from W&B."""
     import requests
     from wandb.sdk import wandb_setup
 
     try:
-        requests.head(wandb_setup.singleton().settings.base_url, timeout=timeout)
-        return True
+        return requests.head(wandb_setup.singleton().settings.base_url, timeout=timeout).status_code < 500
     except requests.RequestException:
         return False
 

@@ -18,13 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--trainer.enable_progress_bar", "false"]
 
 
-def run(tmp_path, *args, module="train.py", timeout=240, env=None):
+def user_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment as a new user's in ``home``: no W&B settings or credentials, no netrc or
+    proxy of this machine's; plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("WANDB_") and k != "NETRC" and not k.lower().endswith("_proxy")}
+    return {**env, "HOME": str(home), **extra}
+
+
+def run(tmp_path, *args, module="train.py", timeout=240):
     """``python train.py ARGS`` (or ``-m module``) in ``tmp_path`` as a user without W&B credentials."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    clean.update(HOME=str(tmp_path), **(env or {}))
     command = [str(ROOT / module)] if module.endswith(".py") else ["-m", module]
-    result = subprocess.run([sys.executable, *command, *args], cwd=tmp_path, env=clean, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run([sys.executable, *command, *args], cwd=tmp_path, env=user_env(tmp_path),
+                            capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -127,20 +133,21 @@ def test_logged_in_is_wandbs_own_answer(tmp_path, netrc_host, settings_host, exp
 
 
 def _python(tmp_path, code: str, env: dict) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k not in ("NETRC",)}
-    clean.update(HOME=str(tmp_path), **env)
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean, capture_output=True, text=True,
-                            timeout=120)
+    """``python -c code`` as a new user, with ``env`` added."""
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=user_env(tmp_path, **env),
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 class _Proxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that answers for the server (it receives the absolute URL), or with a 502
+    for ``down.invalid`` as a proxy does when it cannot reach the server."""
     seen: list[str] = []
 
-    def do_HEAD(self):  # a forward proxy receives the absolute URL
+    def do_HEAD(self):
         self.seen.append(self.path)
-        self.send_response(200)
+        self.send_response(502 if "down.invalid" in self.path else 200)
         self.end_headers()
 
     def log_message(self, *args):
@@ -154,8 +161,11 @@ def test_the_reachability_probe_goes_through_the_proxy(tmp_path):
     base = {"WANDB_BASE_URL": "http://wandb.invalid"}  # resolves nowhere: only a proxy can answer
     try:
         direct = _python(tmp_path, code, base)
-        proxied = _python(tmp_path, code, {**base, "HTTP_PROXY": f"http://127.0.0.1:{server.server_port}"})
+        proxy = {"HTTP_PROXY": f"http://127.0.0.1:{server.server_port}"}
+        proxied = _python(tmp_path, code, {**base, **proxy})
+        down = _python(tmp_path, code, {"WANDB_BASE_URL": "http://down.invalid", **proxy})
     finally:
         server.shutdown()
     assert direct.stdout.strip() == "False"
-    assert proxied.stdout.strip() == "True" and _Proxy.seen == ["http://wandb.invalid/"]
+    assert proxied.stdout.strip() == "True" and down.stdout.strip() == "False"
+    assert _Proxy.seen == ["http://wandb.invalid/", "http://down.invalid/"]

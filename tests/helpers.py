@@ -1,12 +1,21 @@
 """Helpers shared by several test files."""
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+
+def user_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment as a new user's whose home is ``home``: no W&B settings or credentials,
+    no netrc or proxy of this machine's; plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("WANDB_") and k != "NETRC" and not k.lower().endswith("_proxy")}
+    return {**env, "HOME": str(home), **extra}
 
 
 def quiet_trainer(**kwargs) -> L.Trainer:

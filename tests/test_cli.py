@@ -1,24 +1,21 @@
 """train.py end to end: offline W&B by default, YAML configs, one-line errors for bad settings."""
 
 import glob
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import wandb_run
+from helpers import user_env, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(tmp_path, *args, timeout=240):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(tmp_path), WANDB_SILENT="true")  # no ~/.netrc, so no API key
     return subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=tmp_path, env=user_env(tmp_path), capture_output=True, text=True, timeout=timeout,
     )
 
 

@@ -1,7 +1,6 @@
 """Reliability: exact resume after SIGKILL, bad input, non-finite updates, no network."""
 
 import math
-import os
 import random
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pg_lightning import PPO, Reinforce
 from pg_lightning.cli import main
 from pg_lightning.errors import TrainingError
 
-from helpers import quiet_trainer as trainer, wandb_run
+from helpers import quiet_trainer as trainer, user_env, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -262,9 +261,7 @@ def test_too_many_non_finite_updates_in_a_row_stop_training():
 
 # ---- no network -------------------------------------------------------------------------------
 def test_a_key_but_no_network_still_trains_offline_and_keeps_the_metrics(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(tmp_path), WANDB_API_KEY="x" * 40, WANDB_BASE_URL="http://127.0.0.1:9",
-               WANDB_SILENT="true")
+    env = user_env(tmp_path, WANDB_API_KEY="x" * 40, WANDB_BASE_URL="http://127.0.0.1:9")
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "--model.max_env_steps", "1000",
          "--trainer.enable_progress_bar", "false"],

@@ -2,7 +2,6 @@
 without a config, a run that ends on its budget, and what a checkpoint then holds."""
 
 import math
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from pg_lightning import A2C, PPO, Reinforce, RunCheckpoint
 from pg_lightning.cli import main, model_from_config
 from pg_lightning.errors import ConfigError
 
-from helpers import quiet_trainer as trainer
+from helpers import quiet_trainer as trainer, user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = {"Reinforce": Reinforce, "A2C": A2C, "PPO": PPO}
@@ -253,8 +252,7 @@ def test_validate_from_a_checkpoint_alone_builds_the_model_it_describes(tmp_path
 
 # ---- the end of a run -------------------------------------------------------------------------
 def train_process(tmp_path, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    env = user_env(tmp_path, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), "--trainer.logger", "false", "--trainer.enable_progress_bar",
          "false", "--checkpoint.dirpath", "ckpts", "--trainer.log_every_n_steps", "1", *args],

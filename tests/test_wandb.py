@@ -3,7 +3,6 @@ name, resuming into the same run, checkpoints as artifacts, and offline detectio
 offline and read back from its ``.wandb`` file."""
 
 import http.server
-import os
 import subprocess
 import sys
 import threading
@@ -12,18 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import wandb_run
+from helpers import user_env, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--trainer.enable_progress_bar", "false"]
-
-
-def user_env(home: Path, **extra: str) -> dict[str, str]:
-    """This environment as a new user's in ``home``: no W&B settings or credentials, no netrc or
-    proxy of this machine's; plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("WANDB_") and k != "NETRC" and not k.lower().endswith("_proxy")}
-    return {**env, "HOME": str(home), **extra}
 
 
 def run(tmp_path, *args, module="train.py", timeout=240):

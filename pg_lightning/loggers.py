@@ -18,6 +18,7 @@ def wandb_logged_in() -> bool:
     """W&B's own answer to "are there credentials for the server it would talk to?": the
     ``WANDB_API_KEY`` / identity-token variables, the netrc file (``NETRC`` or ``~/.netrc``) and
     the host of ``wandb login --host`` / ``WANDB_BASE_URL``. Never prompts."""
+    from wandb.errors import AuthenticationError
     from wandb.sdk import wandb_setup
     from wandb.sdk.lib import wbauth
 
@@ -26,7 +27,7 @@ def wandb_logged_in() -> bool:
     try:
         return wbauth.authenticate_session(host=host, source="pg_lightning", prompt=False,
                                            update_session=False) is not None
-    except Exception:  # malformed credentials: W&B would refuse them, so log offline
+    except AuthenticationError:  # malformed credentials: W&B would refuse them, so log offline
         return False
 
 

@@ -39,6 +39,8 @@ DEFAULTS = {
 # Lightning's start-up lines that tell a first `python train.py` nothing it can act on (the seed is
 # in the result line; a GPU that is there and used is still announced)
 QUIET = ("💡 Tip:", "GPU available: False", "TPU available: False", "HPU available: False", "Seed set to")
+# what a checkpoint's weights and collector state were made for: a resumed run cannot change them
+FIXED_BY_CHECKPOINT = ("hidden_sizes", "activation", "critic", "normalize_observations", "num_envs")
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
 
 
@@ -112,8 +114,12 @@ class CLI(LightningCLI):
         init_args = self._config().model.init_args
         given = {k: init_args[k] for k in self.given_model_arguments if k in init_args}
         super()._parse_ckpt_path()
+        saved = self._config().model.init_args
         for key, value in given.items():
-            self._config().model.init_args[key] = value
+            if key in FIXED_BY_CHECKPOINT and saved[key] != value:
+                raise ConfigError(f"--model.{key} {value!r} differs from the checkpoint's {saved[key]!r}; "
+                                  f"a run resumed from a checkpoint keeps its network and envs")
+            saved[key] = value
 
     def before_instantiate_classes(self) -> None:
         config = self._config()

@@ -65,3 +65,14 @@ def test_help_lists_the_options(tmp_path):
     assert result.returncode == 0
     for option in ("--trainer.accelerator", "--model", "--config", "--ckpt_path"):
         assert option in result.stdout
+
+
+def test_resuming_keeps_the_checkpoints_network_and_refuses_another_in_one_line(tmp_path):
+    first = train(tmp_path, "--model.max_env_steps", "300", "--trainer.logger", "false",
+                  "--checkpoint.dirpath", "ckpts", "--trainer.enable_progress_bar", "false")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = train(tmp_path, "--ckpt_path", "ckpts/last.ckpt", "--model.hidden_sizes", "[64]",
+                    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", timeout=120)
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    assert "error: --model.hidden_sizes [64] differs from the checkpoint's [128]" in resumed.stderr
+    assert "Traceback" not in resumed.stderr

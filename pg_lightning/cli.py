@@ -110,7 +110,7 @@ class CLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Lightning puts the checkpoint's hyperparameters over the whole model config; the ones
         this command sets itself still win, so ``--ckpt_path X --model.max_env_steps 2M`` resumes
-        a run with a longer budget."""
+        a run with a longer budget, except ``FIXED_BY_CHECKPOINT``, which must match."""
         init_args = self._config().model.init_args
         given = {k: init_args[k] for k in self.given_model_arguments if k in init_args}
         super()._parse_ckpt_path()

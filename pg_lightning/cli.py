@@ -172,13 +172,22 @@ def _check_checkpoint(path: str | None, model) -> dict[str, Any] | None:
     return entry
 
 
+def _option_values(args: list[str], option: str) -> list[str]:
+    """The values given to ``option`` (``--option VALUE`` or ``--option=VALUE``), in order."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(f"{option}="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
 def _given_model_arguments(args: list[str]) -> set[str]:
     """The model arguments a command line sets: ``--model.X`` and its ``--config`` files' ``model.init_args``."""
     given = {a.removeprefix("--model.").removeprefix("init_args.").split("=")[0] for a in args
              if a.startswith("--model.")}
-    configs = [b for a, b in zip(args, args[1:]) if a == "--config"]
-    configs += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-    for path in configs:
+    for path in _option_values(args, "--config"):
         with open(path) as f:
             model = (yaml.safe_load(f) or {}).get("model")
         if isinstance(model, dict) and isinstance(model.get("init_args"), dict):
@@ -228,8 +237,7 @@ def _with_model(args: list[str]) -> list[str]:
 def _model_of_checkpoint(args: list[str]) -> list[str]:
     """``--model`` with the algorithm of ``--ckpt_path``, for validate / test; LightningCLI then
     applies the checkpoint's hyperparameters (checked first by ``_check_checkpoint``)."""
-    paths = [a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")]
-    paths += [b for a, b in zip(args, args[1:]) if a == "--ckpt_path"]
+    paths = _option_values(args, "--ckpt_path")
     if args[0] not in ("validate", "test") or not paths or not _is_local_file(paths[-1]):
         return []
     checkpoint, source = _read_checkpoint(paths[-1])

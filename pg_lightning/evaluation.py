@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from pg_lightning.loggers import run_folder
+from pg_lightning.loggers import axis, run_folder
 from pg_lightning.policies import ActorCritic
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share seeds with training envs
@@ -85,9 +85,8 @@ def log_video(loggers: list, folder: Path, prefix: str, key: str, env_steps: int
     if videos and wandb_loggers:
         import wandb
 
-        axis = f"{key.partition('/')[0]}/env_steps"
         for logger in wandb_loggers:
-            logger.log_metrics({key: wandb.Video(str(videos[-1]), format="mp4"), axis: env_steps}, step=step)
+            logger.log_metrics({key: wandb.Video(str(videos[-1]), format="mp4"), axis(key): env_steps}, step=step)
 
 
 def evaluation_metrics(results: dict[str, Tensor], prefix: str, env_steps: int) -> tuple[dict, dict]:

@@ -14,6 +14,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 AXES = ("train", "val", "test")  # a metric "<prefix>/..." is plotted against "<prefix>/env_steps"
 
 
+def axis(key: str) -> str:
+    """The x-axis of metric ``key``: ``<prefix>/env_steps`` for ``train/``, ``val/`` and ``test/``
+    metrics, ``trainer/global_step`` for anything else (and for the env-step axes themselves)."""
+    prefix = key.partition("/")[0]
+    return f"{prefix}/env_steps" if prefix in AXES and key != f"{prefix}/env_steps" else "trainer/global_step"
+
+
 def wandb_logged_in() -> bool:
     """W&B's own answer to "are there credentials for the server it would talk to?": the
     ``WANDB_API_KEY`` / identity-token variables, the netrc file (``NETRC`` or ``~/.netrc``) and
@@ -115,8 +122,6 @@ class WandbLogger(_WandbLogger):
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         new = [k for k in metrics if k not in self._defined]
         for key in new:
-            prefix = key.partition("/")[0]
-            axis = f"{prefix}/env_steps" if prefix in AXES and key != f"{prefix}/env_steps" else "trainer/global_step"
-            self.experiment.define_metric(key, step_metric=axis, step_sync=True)
+            self.experiment.define_metric(key, step_metric=axis(key), step_sync=True)
             self._defined.add(key)
         super().log_metrics(metrics, step)

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from pg_lightning.envs import Vectorization, make_vector_env, rng_states, set_rng_states
+from pg_lightning import observations
+from pg_lightning.envs import Vectorization, Wrappers, make_vector_env, rng_states, set_rng_states
 from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.policies import ActorCritic, Sampler
 
@@ -27,20 +28,22 @@ from pg_lightning.policies import ActorCritic, Sampler
 class Batch:
     """Transitions in time-major layout ``[T, N, ...]``.
 
-    Episode batches are whole episodes laid end to end in one column (``N = 1``). ``mask`` is
+    Episode batches are whole episodes laid end to end in one column (``N = 1``). Observations
+    keep the env's dtype (uint8 images stay uint8); Dict / Tuple observations are a flat dict of
+    tensors (see ``observations``). ``mask`` is
     False on gymnasium's autoreset steps, which are resets, not transitions; ``next_observations``
     holds s_{t+1} (the final observation where an episode ended). ``episode_returns`` and
     ``episode_lengths`` describe the episodes that finished in this batch; ``discarded_steps``
     counts env steps played for the batch but not in it (episodes an episode batch did not need).
     """
 
-    observations: Tensor
+    observations: Tensor | dict[str, Tensor]
     actions: Tensor
     rewards: Tensor
     terminated: Tensor
     truncated: Tensor
     mask: Tensor
-    next_observations: Tensor
+    next_observations: Tensor | dict[str, Tensor]
     episode_returns: Tensor
     episode_lengths: Tensor
     discarded_steps: int = 0
@@ -59,19 +62,21 @@ class Batch:
 class Step(NamedTuple):
     """One step of every env (arrays over envs), with the fields of ``Batch``."""
 
-    observations: np.ndarray
+    observations: observations.Tree
     actions: np.ndarray
     rewards: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
     mask: np.ndarray
-    next_observations: np.ndarray
+    next_observations: observations.Tree
 
 
 class Episodes(NamedTuple):
-    """The episodes that ended on one step: which envs, their returns and lengths."""
+    """The episodes that ended on one step: which envs' episodes ended, and which envs reported
+    episode statistics (the env's own episode, inside any wrappers) with their returns and lengths."""
 
     ended: np.ndarray
+    reported: np.ndarray
     returns: np.ndarray
     lengths: np.ndarray
 
@@ -92,22 +97,24 @@ class Collector:
         vectorization: Vectorization = "auto",
         seed: int = 0,
         window: int = 100,
+        wrappers: Wrappers = None,
     ):
-        self.env = make_vector_env(env_id, num_envs, env_kwargs, vectorization)
+        self.env = make_vector_env(env_id, num_envs, env_kwargs, vectorization, wrappers)
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         space = self.env.single_action_space
         self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
         self.recent_returns: deque[float] = deque(maxlen=window)
         self.rng = np.random.default_rng([seed, 0x5A3])  # not the envs' own streams
-        self._obs, _ = self.env.reset(seed=seed)
+        self._obs = observations.flatten(self.env.reset(seed=seed)[0])
         self._fresh = True  # every env is at the start of an episode
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._no_stats = np.zeros(num_envs)
+        self._no_reports = np.zeros(num_envs, dtype=bool)
 
     def _reset(self) -> None:
         """Start a new episode in every env (continuing the envs' random streams)."""
         if not self._fresh:
-            self._obs, _ = self.env.reset()
+            self._obs = observations.flatten(self.env.reset()[0])
             self._autoreset[:] = False
             self._fresh = True
 
@@ -120,23 +127,26 @@ class Collector:
             next_obs, rewards, terminated, truncated, info = self.env.step(env_actions)
         except Exception as err:  # an env bug must name the env, not surface as a loop traceback
             raise TrainingError(f"env {self.env_id} raised in step(): {type(err).__name__}: {err}") from err
+        next_obs = observations.flatten(next_obs)
         mask = ~self._autoreset
         self._autoreset = terminated | truncated
         self._obs, self._fresh = next_obs, False
         ended = mask & self._autoreset
         if "episode" in info:  # RecordEpisodeStatistics reports the episodes that ended
-            episodes = Episodes(ended, info["episode"]["r"], info["episode"]["l"])
+            episodes = Episodes(ended, info["_episode"], info["episode"]["r"], info["episode"]["l"])
         else:
-            episodes = Episodes(ended, self._no_stats, self._no_stats)
+            episodes = Episodes(ended, self._no_reports, self._no_stats, self._no_stats)
         return Step(obs, actions, rewards, terminated, truncated, mask, next_obs), episodes
 
     def _batch(self, step: Step, returns: list[float], lengths: list[int], discarded_steps: int = 0) -> Batch:
         for name, column in step._asdict().items():
-            if column.dtype.kind == "f" and not np.isfinite(column).all():
+            if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in observations.leaves(column)):
                 raise TrainingError(f"env {self.env_id} returned non-finite {name} (NaN or inf)")
-        tensors = {name: torch.from_numpy(np.ascontiguousarray(c)) for name, c in step._asdict().items()}
-        for name in ("observations", "rewards", "next_observations"):
-            tensors[name] = tensors[name].float()
+        to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        tensors = {name: observations.apply(to_tensor, c) for name, c in step._asdict().items()}
+        for name in ("observations", "next_observations"):  # float64 observations as float32; others keep their dtype
+            tensors[name] = observations.apply(lambda t: t.float() if t.dtype == torch.float64 else t, tensors[name])
+        tensors["rewards"] = tensors["rewards"].float()
         self.recent_returns.extend(returns)
         return Batch(
             **tensors,
@@ -155,9 +165,9 @@ class Collector:
         for _ in range(n_steps):
             step, episodes = self._step(sample)
             steps.append(step)
-            returns += episodes.returns[episodes.ended].tolist()
-            lengths += episodes.lengths[episodes.ended].tolist()
-        return self._batch(Step(*(np.stack(column) for column in zip(*steps))), returns, lengths)
+            returns += episodes.returns[episodes.reported].tolist()
+            lengths += episodes.lengths[episodes.reported].tolist()
+        return self._batch(Step(*(observations.stack(column) for column in zip(*steps))), returns, lengths)
 
     def episodes(self, policy: ActorCritic, num_episodes: int) -> Batch:
         """Exactly ``num_episodes`` whole episodes, laid end to end as ``[T, 1, ...]``, in the
@@ -178,21 +188,23 @@ class Collector:
         starts = np.zeros(self.num_envs, dtype=np.int64)  # where each env's episode starts in steps
         returns: list[float] = []
         lengths: list[int] = []
-        while len(returns) < num_episodes:
+        while len(pieces) < num_episodes:
             step, episodes = self._step(sample)
             t = len(steps)
             steps.append(step)
             for i in np.flatnonzero(episodes.ended & owned):
                 first = starts[i] + (not steps[starts[i]].mask[i])  # past the autoreset step
                 pieces.append(np.arange(first, t + 1) * self.num_envs + i)
-                returns.append(float(episodes.returns[i]))
-                lengths.append(int(episodes.lengths[i]))
+                if episodes.reported[i]:
+                    returns.append(float(episodes.returns[i]))
+                    lengths.append(int(episodes.lengths[i]))
                 owned[i] = started < num_episodes
                 started += int(owned[i])
             starts[episodes.ended] = t + 1
         flat = np.concatenate(pieces)
         real = int(np.stack([step.mask for step in steps]).sum())
-        columns = Step(*(np.stack(c).reshape(-1, *c[0].shape[1:])[flat][:, None] for c in zip(*steps)))
+        select = lambda a: a.reshape(-1, *a.shape[2:])[flat][:, None]  # noqa: E731  [T, N, ...] -> [len(flat), 1, ...]
+        columns = Step(*(observations.apply(select, observations.stack(c)) for c in zip(*steps)))
         return self._batch(columns, returns, lengths, discarded_steps=real - len(flat))
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""Environment construction: validated ids, vector envs, episode statistics, RNG state."""
+"""Environment construction: validated ids, wrappers from configs, vector envs, episode statistics, RNG state."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import functools
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Union
 
 import gymnasium as gym
 import numpy as np
@@ -10,28 +13,74 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
 from pg_lightning.errors import ConfigError
+from pg_lightning.registry import class_spec
 
 Vectorization = Literal["auto", "vector_entry_point", "sync", "async"]
+Wrappers = Union[list[Union[str, dict[str, Any]]], None]  # class paths or {class_path, init_args}
 
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of ``env_id``, or a ValueError that says what is wrong."""
+    """The registered spec of ``env_id``, or a ConfigError that says what is wrong.
+
+    ``module:EnvName-vN`` (gymnasium's import form) imports ``module`` first, which registers
+    the env, as ``gymnasium.make`` does; every later ``make`` takes the same id.
+    """
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"env_id {env_id!r}: cannot import module {module!r}: {err}") from None
     try:
-        return gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error as err:
         raise ConfigError(f"unknown env_id {env_id!r}: {err}") from None
 
 
-def probe_spaces(env_id: str, env_kwargs: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
-    """Build one env to read its observation and action spaces (and fail early on bad kwargs)."""
+def wrapper_factories(wrappers: Wrappers) -> list[Callable[[gym.Env], gym.Env]]:
+    """``wrappers`` (class paths, or ``{class_path, init_args}`` entries) as callables that wrap an env."""
+    factories = []
+    for spec in wrappers or ():
+        cls, kwargs = class_spec(spec, "wrappers")
+        factories.append(functools.partial(cls, **kwargs))
+    return factories
+
+
+def make_env(
+    env_id: str, env_kwargs: dict[str, Any] | None = None, wrappers: Wrappers = None,
+    inner: Sequence[Callable[[gym.Env], gym.Env]] = (), **make_kwargs: Any,
+) -> gym.Env:
+    """One env: ``gymnasium.make`` (``make_kwargs`` over ``env_kwargs``), episode statistics,
+    the ``inner`` wrappers (e.g. video recording), then ``wrappers`` in order.
+
+    ``RecordEpisodeStatistics`` sits inside the wrappers, as in CleanRL and SB3's Monitor: the
+    returns reported are the env's own (a reward-clipping wrapper does not change them), and an
+    episode is counted when the env's own episode ends.
+    """
+    env = RecordEpisodeStatistics(gym.make(env_id, **{**(env_kwargs or {}), **make_kwargs}))
+    for wrap in [*inner, *wrapper_factories(wrappers)]:
+        env = wrap(env)
+    return env
+
+
+def probe_spaces(
+    env_id: str, env_kwargs: dict[str, Any] | None = None, wrappers: Wrappers = None,
+) -> tuple[gym.Space, gym.Space]:
+    """Build one env to read its observation and action spaces (and fail early on bad kwargs or wrappers)."""
     env_spec(env_id)
+    factories = wrapper_factories(wrappers)  # import and signature errors first
     try:
-        env = gym.make(env_id, **env_kwargs)
+        env = gym.make(env_id, **(env_kwargs or {}))
     except gym.error.DependencyNotInstalled as err:
         raise ConfigError(f"env_id {env_id!r} needs an extra dependency: {err}") from None
     except TypeError as err:
         raise ConfigError(f"bad env_kwargs {env_kwargs!r} for {env_id!r}: {err}") from None
     try:
+        for spec, wrap in zip(wrappers or (), factories):
+            try:
+                env = wrap(env)
+            except Exception as err:  # noqa: BLE001 - any failure of a user's wrapper is a config error
+                raise ConfigError(f"wrappers: {spec} failed on {env_id}: {type(err).__name__}: {err}") from None
         return env.observation_space, env.action_space
     finally:
         env.close()
@@ -42,26 +91,30 @@ def make_vector_env(
     num_envs: int,
     env_kwargs: dict[str, Any] | None = None,
     vectorization: Vectorization = "auto",
+    wrappers: Wrappers = None,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` behind gymnasium's vector API, recording episode stats.
 
     ``auto`` uses the env's own vectorised implementation (``vector_entry_point``, e.g. CartPole's
-    numpy version) when it has one and there are at least 4 envs (below that a synchronous
-    vector env is faster: 24 vs 43 µs per step for one CartPole), a synchronous one otherwise.
-    Autoreset is gymnasium's default next-step mode: the step after an episode ends is a reset,
-    not a transition. Episode statistics come from ``RecordEpisodeStatistics``, on each sub-env
-    (cheaper) or on the vector env when it is natively vectorised.
+    numpy version) when it has one, there are at least 4 envs (below that a synchronous vector
+    env is faster: 24 vs 43 µs per step for one CartPole) and no wrappers (a native vector env
+    has no per-env wrappers); a synchronous one otherwise. Autoreset is gymnasium's default
+    next-step mode: the step after an episode ends is a reset, not a transition. Episode
+    statistics come from ``RecordEpisodeStatistics``, inside each sub-env's wrappers (see
+    ``make_env``), or on the vector env when it is natively vectorised.
     """
     spec = env_spec(env_id)
     if vectorization == "auto":
-        native = spec.vector_entry_point is not None and num_envs >= 4
+        native = spec.vector_entry_point is not None and num_envs >= 4 and not wrappers
         vectorization = "vector_entry_point" if native else "sync"
     if vectorization == "vector_entry_point":
+        if wrappers:
+            raise ConfigError("wrappers need vectorization 'sync' or 'async' (a native vector env has no per-env wrappers)")
         env = gym.make_vec(env_id, num_envs, vectorization_mode=vectorization, **(env_kwargs or {}))
         return VectorRecordEpisodeStatistics(env)
     return gym.make_vec(
-        env_id, num_envs, vectorization_mode=vectorization, wrappers=[RecordEpisodeStatistics],
-        **(env_kwargs or {}),
+        env_id, num_envs, vectorization_mode=vectorization,
+        wrappers=[RecordEpisodeStatistics, *wrapper_factories(wrappers)], **(env_kwargs or {}),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
+from pg_lightning import observations
+from pg_lightning.envs import Wrappers, make_env
 from pg_lightning.loggers import axis, run_folder
 from pg_lightning.policies import ActorCritic
 
@@ -31,45 +34,75 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     video_folder: str | Path | None = None,
     video_prefix: str = "eval",
+    wrappers: Wrappers = None,
 ) -> dict[str, np.ndarray]:
     """Play ``episodes`` episodes with the deterministic action (argmax / Gaussian mean).
 
     Episode ``k`` resets with seed ``seed + k``, so the same weights always give the same
-    results. Observation statistics are used as they are, never updated. With ``video_folder``
-    the first episode is recorded there as an mp4 (needs ``moviepy``; no display required).
-    Returns ``{"returns": [episodes], "lengths": [episodes]}``.
+    results. The env has the training envs' ``wrappers``; returns are the env's own, as in
+    training (see ``envs.make_env``). Observation statistics are used as they are, never
+    updated. With ``video_folder`` the first episode is recorded there as an mp4 (needs
+    ``moviepy``; no display required). Returns ``{"returns": [episodes], "lengths": [episodes]}``.
     """
-    kwargs = dict(env_kwargs or {})
-    if video_folder is not None:
-        kwargs["render_mode"] = "rgb_array"
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display needed
-    env = gym.make(env_id, **kwargs)
-    if video_folder is not None:
-        with warnings.catch_warnings():  # each evaluation's files have their own prefix: nothing is overwritten
-            warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
-            env = gym.wrappers.RecordVideo(
-                env, str(video_folder), episode_trigger=lambda k: k == 0, name_prefix=video_prefix,
-                disable_logger=True,
-            )
-    space = env.action_space
-    bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
-    device = next(policy.parameters()).device
-    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
-    try:
+    results = {"returns": np.zeros(episodes), "lengths": np.zeros(episodes, dtype=np.int64)}
+    with recorded_env(env_id, env_kwargs, wrappers, video_folder, video_prefix) as env:
+        act = deterministic_actor(policy, env.action_space)
         for k in range(episodes):
-            obs, _ = env.reset(seed=seed + k)
-            done = False
-            while not done:
-                action = policy(torch.as_tensor(obs, device=device).unsqueeze(0))[0].cpu().numpy()
-                if bounds is not None:
-                    action = np.clip(action, *bounds)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                returns[k] += float(reward)
-                lengths[k] += 1
-                done = terminated or truncated
+            results["returns"][k], results["lengths"][k] = play_episode(env, act, seed + k)
+    return results
+
+
+@contextlib.contextmanager
+def recorded_env(
+    env_id: str, env_kwargs: dict[str, Any] | None, wrappers: Wrappers, video_folder: str | Path | None,
+    video_prefix: str = "eval",
+) -> Iterator[gym.Env]:
+    """An evaluation env (closed on exit); with ``video_folder``, its first episode recorded as an mp4 there."""
+    if video_folder is None:
+        env = make_env(env_id, env_kwargs, wrappers)
+    else:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display needed
+
+        def record(env: gym.Env) -> gym.Env:
+            with warnings.catch_warnings():  # each evaluation's files have their own prefix: nothing is overwritten
+                warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+                return gym.wrappers.RecordVideo(
+                    env, str(video_folder), episode_trigger=lambda k: k == 0, name_prefix=video_prefix,
+                    disable_logger=True,
+                )
+
+        env = make_env(env_id, env_kwargs, wrappers, inner=[record], render_mode="rgb_array")
+    try:
+        yield env
     finally:
         env.close()
-    return {"returns": returns, "lengths": lengths}
+
+
+def deterministic_actor(policy: ActorCritic, action_space: gym.Space) -> Callable[[Any], np.ndarray]:
+    """``observation -> action`` of one env: the policy's deterministic action, clipped to Box bounds."""
+    device = next(policy.parameters()).device
+    bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
+
+    def act(obs: Any) -> np.ndarray:
+        batch = observations.apply(lambda a: torch.as_tensor(a, device=device).unsqueeze(0), observations.flatten(obs))
+        action = policy(batch)[0].cpu().numpy()
+        return np.clip(action, *bounds) if bounds is not None else action
+
+    return act
+
+
+def play_episode(env: gym.Env, act: Callable[[Any], np.ndarray], seed: int | None = None) -> tuple[float, int]:
+    """One episode of ``act`` in ``env``: its return and length, as the env's own episode
+    statistics report them (unclipped by wrappers), else summed from the rewards seen."""
+    obs, _ = env.reset(seed=seed)
+    total, length, done, info = 0.0, 0, False, {}
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(act(obs))
+        total, length = total + float(reward), length + 1
+        done = terminated or truncated
+    if "episode" in info:
+        return float(info["episode"]["r"]), int(info["episode"]["l"])
+    return total, length
 
 
 def video_folder(trainer: L.Trainer) -> Path:

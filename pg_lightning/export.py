@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pg_lightning import observations
 from pg_lightning.errors import ConfigError, MissingExtra
 from pg_lightning.policies import ActorCritic
 from pg_lightning.registry import load_module
@@ -52,31 +53,23 @@ class DeployedPolicy(nn.Module):
 
 
 # ---- export -------------------------------------------------------------------------------------
-def _obs_shape(policy: ActorCritic) -> tuple[int, ...]:
-    if policy.obs_rms is not None:
-        return tuple(policy.obs_rms.mean.shape)
-    if policy.obs_ndim == 1:
-        return (policy.trunk[0].in_features if len(policy.trunk) else policy.actor_out.in_features,)
-    raise ConfigError("pass example_obs: the observation shape of this policy cannot be inferred")
-
-
-def _example(policy: ActorCritic, example_obs: Tensor | None) -> Tensor:
-    """A float32 CPU batch of at least two observations (a batch of one would be specialised)."""
+def _example(policy: ActorCritic, example_obs: Any = None) -> Tensor | dict[str, Tensor]:
+    """A CPU batch of at least two observations (a batch of one would be specialised): random
+    observations of the policy's space, or ``example_obs`` (one observation or a batch) checked against it."""
+    space = policy.observation_space
     if example_obs is None:
-        return torch.zeros(2, *_obs_shape(policy))
-    obs = torch.as_tensor(example_obs).detach().to("cpu", torch.float32)
-    if obs.dim() == policy.obs_ndim:
-        obs = obs.unsqueeze(0)
-    try:
-        expected = _obs_shape(policy)
-    except ConfigError:
-        expected = tuple(obs.shape[1:])
-    if obs.dim() != policy.obs_ndim + 1 or obs.shape[0] < 1 or tuple(obs.shape[1:]) != expected:
-        raise ConfigError(
-            f"example_obs must be [B, *obs_shape] with {policy.obs_ndim}-D observations"
-            f"{f' of shape {expected}' if expected else ''}, got {tuple(obs.shape)}"
-        )
-    return obs if obs.shape[0] >= 2 else obs.repeat(2, *([1] * policy.obs_ndim))
+        return observations.apply(torch.as_tensor, observations.sample(space, 2))
+    spaces = observations.leaf_spaces(space)
+    obs = observations.apply(lambda a: torch.as_tensor(a).detach().cpu(), observations.flatten(example_obs))
+    pairs = [(k, s, obs.get(k)) for k, s in spaces.items()] if isinstance(spaces, dict) else [("", spaces, obs)]
+    for key, leaf, got in pairs:
+        shape = tuple(leaf.shape)
+        if got is None or got.dim() - len(shape) not in (0, 1) or tuple(got.shape[got.dim() - len(shape):]) != shape:
+            raise ConfigError(f"example_obs{f'[{key!r}]' if key else ''} must be one observation or a batch "
+                              f"[B, *obs_shape] of shape {shape}, got {None if got is None else tuple(got.shape)}")
+    unbatched = pairs[0][2].dim() == len(pairs[0][1].shape)
+    batch = observations.apply(lambda t: t.unsqueeze(0), obs) if unbatched else obs
+    return observations.apply(lambda t: t.expand(max(len(t), 2), *t.shape[1:]).clone(), batch)
 
 
 def export_torchscript(policy: ActorCritic, path: str | Path, example_obs: Tensor | None = None) -> Path:
@@ -198,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         module = load_module(args.checkpoint, trusted=args.trust_checkpoint)
-        example = torch.zeros(2, *module.observation_space.shape)
-        path = EXPORTERS[args.format](module.policy, args.output, example)
+        path = EXPORTERS[args.format](module.policy, args.output)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,8 +1,8 @@
 """Policy networks and their action distributions, chosen by the action space.
 
 The distributions are a few tensor formulas instead of ``torch.distributions`` objects (the tests
-check them against ``torch.distributions``). Collection does not use torch at all on the CPU:
-``ActorCritic.sampler()`` freezes the current actor into numpy arrays, because a batch-1 forward
+check them against ``torch.distributions``). Collection with an MLP over flat observations does not use torch
+at all on the CPU: ``ActorCritic.sampler()`` freezes the current actor into numpy arrays, because a batch-1 forward
 plus sampling costs ~6 µs in numpy and ~30 µs in torch, once per env step. Log-probabilities for
 the loss are recomputed in torch, in one batched forward per update.
 """
@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pg_lightning import observations
 from pg_lightning.errors import ConfigError
+from pg_lightning.networks import Encoder, user_network
 from pg_lightning.normalization import RunningMeanStd
+from pg_lightning.observations import check_space, event_ndim, is_image, leaf_spaces, preprocess_leaf
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
 NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -143,21 +147,16 @@ def make_head(action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
     )
 
 
-def check_observation_space(space: gym.Space) -> tuple[int, ...]:
-    """Observation shape of a supported (Box) space, or a clear error."""
-    if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating):
-        return tuple(space.shape)
-    raise ConfigError(
-        f"unsupported observation space {space}; supported: Box with a float dtype "
-        "(flatten or one-hot other spaces with a gymnasium wrapper)"
-    )
-
-
 class ActorCritic(nn.Module):
-    """Actor (and optional critic) MLPs over flattened, optionally normalised observations.
+    """Actor (and optional critic): encoder → MLP → heads, over optionally normalised observations.
 
-    ``critic``: ``"none"`` (policy only, the seed), ``"separate"`` (its own MLP of the same sizes)
-    or ``"shared"`` (a value output on the actor's trunk). Defaults build the seed's network:
+    The encoder turns preprocessed observations (see ``observations``) into one feature vector:
+    by default the Nature CNN for image entries and a flatten for the rest, concatenated; with
+    ``network`` (a ``class_path`` and ``init_args``) the user's module instead, which receives the
+    preprocessed batch ``[B, ...]`` (a dict of them for Dict / Tuple spaces) and returns
+    ``[B, features]``. The MLP of ``hidden_sizes`` follows (empty: heads on the features).
+    ``critic``: ``"none"`` (policy only, the seed), ``"separate"`` (its own encoder and MLP) or
+    ``"shared"`` (a value output on the actor's features). Defaults build the seed's network:
     obs → Linear(128) → ReLU → Linear(n_actions) → logits.
     """
 
@@ -170,51 +169,84 @@ class ActorCritic(nn.Module):
         critic: str = "none",
         normalize_observations: bool = False,
         log_std_init: float = 0.0,
+        network: str | dict[str, Any] | None = None,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if critic not in CRITICS:
             raise ConfigError(f"critic must be one of {CRITICS}, got {critic!r}")
-        obs_shape = check_observation_space(observation_space)
-        obs_dim = int(np.prod(obs_shape))
+        check_space(observation_space)
+        self.observation_space, self.spaces = observation_space, leaf_spaces(observation_space)
+        flat_box = isinstance(self.spaces, gym.spaces.Box) and not is_image(self.spaces)
+        if normalize_observations and not (flat_box and np.issubdtype(self.spaces.dtype, np.floating)):
+            raise ConfigError(f"normalize_observations needs a float Box observation space, got {observation_space}")
         self.head = make_head(action_space, log_std_init)
-        self.obs_rms = RunningMeanStd(obs_shape) if normalize_observations else None
-        self.trunk = mlp(obs_dim, hidden_sizes, activation)
-        out_dim = hidden_sizes[-1] if hidden_sizes else obs_dim
+        self.obs_rms = RunningMeanStd(observation_space.shape) if normalize_observations else None
+        make_encoder = lambda: Encoder(observation_space) if network is None else user_network(network, observation_space)  # noqa: E731
+        self.encoder = make_encoder()
+        in_dim = self._encoded_dim()
+        self.trunk = mlp(in_dim, hidden_sizes, activation)
+        out_dim = hidden_sizes[-1] if hidden_sizes else in_dim
         self.actor_out = nn.Linear(out_dim, self.head.param_dim)
-        self.critic_trunk = mlp(obs_dim, hidden_sizes, activation) if critic == "separate" else None
+        separate = critic == "separate"
+        self.critic_encoder = make_encoder() if separate else None
+        self.critic_trunk = mlp(in_dim, hidden_sizes, activation) if separate else None
         self.value_out = nn.Linear(out_dim, 1) if critic != "none" else None
-        self.obs_ndim = len(obs_shape)
         self.activation = activation
+        # collection runs this network in numpy (no torch call per env step) when it is the MLP over flat observations
+        self.numpy_actor_ok = network is None and flat_box
 
     @property
     def has_critic(self) -> bool:
         return self.value_out is not None
 
-    def _inputs(self, obs: Tensor) -> Tensor:
-        obs = obs.to(self.actor_out.weight.dtype)
+    def _encoded_dim(self) -> int:
+        with torch.no_grad():
+            x, _ = self._inputs(observations.apply(torch.as_tensor, observations.sample(self.observation_space, 2)))
+            try:
+                features = self.encoder(x)
+            except Exception as err:  # noqa: BLE001 - a user network that does not fit the observations
+                reason = " ".join(str(err).split())
+                raise ConfigError(f"the network failed on a batch of 2 observations of the env's space: "
+                                  f"{type(err).__name__}: {reason}") from None
+        if features.dim() != 2 or features.shape[0] != 2:
+            raise ConfigError(f"the network must map a batch of observations to [batch, features], "
+                              f"got shape {tuple(features.shape)} for a batch of 2")
+        return features.shape[1]
+
+    def _inputs(self, obs: Tensor | dict[str, Tensor]) -> tuple[Tensor | dict[str, Tensor], torch.Size]:
+        """Preprocessed observations with their batch dimensions flattened into one, and those dimensions."""
+        dtype = self.actor_out.weight.dtype if hasattr(self, "actor_out") else torch.float32
+        spaces = self.spaces
+        if isinstance(spaces, dict):
+            key = next(iter(spaces))
+            lead = obs[key].shape[: obs[key].dim() - event_ndim(spaces[key])]
+            return {k: preprocess_leaf(s, obs[k].reshape(-1, *s.shape), dtype) for k, s in spaces.items()}, lead
+        lead = obs.shape[: obs.dim() - event_ndim(spaces)]
+        x = obs.reshape(-1, *spaces.shape)
         if self.obs_rms is not None:
-            obs = self.obs_rms.normalize(obs)
-        return obs.flatten(-self.obs_ndim) if self.obs_ndim != 1 else obs
+            x = self.obs_rms.normalize(x.to(dtype))
+        return preprocess_leaf(spaces, x, dtype), lead
 
-    def _value_from(self, x: Tensor, features: Tensor) -> Tensor:
-        if self.critic_trunk is not None:
-            features = self.critic_trunk(x)
-        return self.value_out(features).squeeze(-1)
+    def _actor_params(self, x: Tensor | dict[str, Tensor], lead: torch.Size) -> Tensor:
+        params = self.actor_out(self.trunk(self.encoder(x)))
+        return params.reshape(*lead, params.shape[-1])
 
-    def forward(self, obs: Tensor) -> Tensor:
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
         """The deterministic action (argmax / Gaussian mean): evaluation and exported policies."""
-        return self.head.mode(self.actor_out(self.trunk(self._inputs(obs))))
+        return self.head.mode(self._actor_params(*self._inputs(obs)))
 
     def sampler(self) -> Sampler:
         """The current actor, frozen, as ``(observations, rng) -> sampled actions`` on numpy arrays.
 
-        On the CPU the network runs in numpy on copies of the weights; on an accelerator the
-        forward runs there under inference mode and only the distribution parameters come back.
+        An MLP over flat observations runs in numpy on copies of the weights on the CPU; any other
+        network (a CNN, Dict observations, a user network) or an accelerator runs the torch
+        forward under inference mode, and only the distribution parameters come back.
         """
         draw = self.head.numpy_sampler()
-        params = self._numpy_actor() if self.actor_out.weight.device.type == "cpu" else self._device_actor()
+        on_cpu = self.actor_out.weight.device.type == "cpu"
+        params = self._numpy_actor() if on_cpu and self.numpy_actor_ok else self._torch_actor()
         return lambda obs, rng: draw(params(obs), rng)
 
     def _numpy_actor(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -236,28 +268,33 @@ class ActorCritic(nn.Module):
 
         return params
 
-    def _device_actor(self) -> Callable[[np.ndarray], np.ndarray]:
+    def _torch_actor(self) -> Callable[[np.ndarray], np.ndarray]:
         device = self.actor_out.weight.device
 
         @torch.inference_mode()
-        def params(obs: np.ndarray) -> np.ndarray:
-            x = self._inputs(torch.as_tensor(obs, device=device))
-            return self.actor_out(self.trunk(x)).float().cpu().numpy()
+        def params(obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+            x = observations.apply(lambda a: torch.as_tensor(a, device=device), obs)
+            return self._actor_params(*self._inputs(x)).float().cpu().numpy()
 
         return params
 
-    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _value_from(self, x: Tensor | dict[str, Tensor], features: Tensor | None, lead: torch.Size) -> Tensor:
+        if self.critic_trunk is not None:
+            features = self.critic_trunk(self.critic_encoder(x))
+        return self.value_out(features).reshape(lead)
+
+    def evaluate(self, obs: Tensor | dict[str, Tensor], actions: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(log π(a|s), entropy, V(s) or None)`` in one batched forward."""
-        x = self._inputs(obs)
-        features = self.trunk(x)
-        params = self.actor_out(features)
-        values = self._value_from(x, features) if self.has_critic else None
+        x, lead = self._inputs(obs)
+        features = self.trunk(self.encoder(x))
+        params = self.actor_out(features).reshape(*lead, -1)
+        values = self._value_from(x, features, lead) if self.has_critic else None
         return (*self.head.log_prob_entropy(params, actions), values)
 
-    def value(self, obs: Tensor) -> Tensor:
+    def value(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
         """``V(s)``; needs a critic."""
         if not self.has_critic:
             raise RuntimeError("this policy has no critic (critic='none')")
-        x = self._inputs(obs)
-        features = None if self.critic_trunk is not None else self.trunk(x)
-        return self._value_from(x, features)
+        x, lead = self._inputs(obs)
+        features = None if self.critic_trunk is not None else self.trunk(self.encoder(x))
+        return self._value_from(x, features, lead)

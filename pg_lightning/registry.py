@@ -8,6 +8,7 @@ exports, the CLI and export find the algorithms in one place: adding an algorith
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,3 +73,25 @@ def load_module(checkpoint_path: str | Path, *, trusted: bool = False) -> Policy
 def load_policy(checkpoint_path: str | Path, *, trusted: bool = False) -> ActorCritic:
     """The trained policy of a pg_lightning checkpoint, on the CPU in eval mode (see ``load_module``)."""
     return load_module(checkpoint_path, trusted=trusted).policy.eval()
+
+
+def class_spec(spec: Any, what: str) -> tuple[type, dict[str, Any]]:
+    """The class and keyword arguments of a config entry ``"pkg.mod.Class"`` or
+    ``{"class_path": ..., "init_args": {...}}``, checked against the class's signature;
+    a ConfigError (prefixed with ``what``) names the entry and what is wrong."""
+    if isinstance(spec, str):
+        spec = {"class_path": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("class_path"), str) or set(spec) - {"class_path", "init_args"}:
+        raise ConfigError(f"{what}: expected a class path or {{class_path: ..., init_args: {{...}}}}, got {spec!r}")
+    path, kwargs = spec["class_path"], dict(spec.get("init_args") or {})
+    try:
+        cls = import_class(path)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{what}: cannot import {path!r}: {err}") from None
+    try:
+        inspect.signature(cls).bind_partial(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{what}: bad init_args {kwargs} for {path}: {err}") from None
+    except ValueError:  # no signature to check against (a builtin): the call will tell
+        pass
+    return cls, kwargs

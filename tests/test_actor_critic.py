@@ -81,7 +81,7 @@ CUSTOM_ENVS = {
     ),
     "PGLTest/TupleAction-v0": _space_env(BOX_OBS, gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))),
     "PGLTest/MultiBinaryAction-v0": _space_env(BOX_OBS, gym.spaces.MultiBinary(3)),
-    "PGLTest/DictObs-v0": _space_env(gym.spaces.Dict({"x": BOX_OBS}), gym.spaces.Discrete(2)),
+    "PGLTest/TextObs-v0": _space_env(gym.spaces.Dict({"x": BOX_OBS, "note": gym.spaces.Text(4)}), gym.spaces.Discrete(2)),
 }
 for _id, _cls in CUSTOM_ENVS.items():
     if _id not in gym.registry:
@@ -742,8 +742,7 @@ def test_fits_a_multidiscrete_env(cls):
 @pytest.mark.parametrize(
     "env_id, message",
     [
-        ("Blackjack-v1", "unsupported observation space Tuple"),
-        ("PGLTest/DictObs-v0", "unsupported observation space Dict"),
+        ("PGLTest/TextObs-v0", "unsupported observation space Text(1, 4"),
         ("PGLTest/DictAction-v0", "unsupported action space Dict"),
         ("PGLTest/TupleAction-v0", "unsupported action space Tuple"),
         ("PGLTest/MultiBinaryAction-v0", "unsupported action space MultiBinary"),

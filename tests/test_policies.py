@@ -10,12 +10,12 @@ from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 from torch.testing import assert_close
 
+from pg_lightning.observations import check_space
 from pg_lightning.policies import (
     ActorCritic,
     CategoricalHead,
     GaussianHead,
     RunningMeanStd,
-    check_observation_space,
     make_head,
 )
 
@@ -189,18 +189,37 @@ def test_make_head_dispatch():
     assert isinstance(g, GaussianHead) and g.param_dim == 3
 
 
-def test_check_observation_space():
-    assert check_observation_space(CARTPOLE_OBS) == (4,)
-    assert check_observation_space(gym.spaces.Box(0.0, 1.0, (2, 3))) == (2, 3)
-    with pytest.raises(ValueError, match="Discrete"):
-        check_observation_space(gym.spaces.Discrete(5))
-    with pytest.raises(ValueError):  # integer-dtype Box (e.g. raw pixels) is not supported
-        check_observation_space(gym.spaces.Box(0, 255, (4,), dtype=np.uint8))
+@pytest.mark.parametrize("space", [
+    CARTPOLE_OBS,
+    gym.spaces.Box(0.0, 1.0, (2, 3)),
+    gym.spaces.Box(0, 255, (4,), dtype=np.uint8),
+    gym.spaces.Box(0, 1, (10, 10, 4), dtype=bool),
+    gym.spaces.Box(0, 255, (84, 84, 3), dtype=np.uint8),
+    gym.spaces.Discrete(5, start=2),
+    gym.spaces.MultiDiscrete([2, 3]),
+    gym.spaces.MultiBinary(3),
+    gym.spaces.Dict({"a": gym.spaces.Discrete(2), "b": gym.spaces.Tuple((CARTPOLE_OBS, gym.spaces.MultiBinary(2)))}),
+])
+def test_supported_observation_spaces(space):
+    check_space(space)
 
 
-def test_actor_critic_rejects_discrete_observations():
-    with pytest.raises(ValueError):
-        ActorCritic(gym.spaces.Discrete(5), CARTPOLE_ACT)
+@pytest.mark.parametrize("space, named", [
+    (gym.spaces.Text(5), "Text"),
+    (gym.spaces.Dict({"ok": CARTPOLE_OBS, "bad": gym.spaces.Text(3)}), "entry 'bad'"),
+    (gym.spaces.Box(0, 255, (20, 20, 3), dtype=np.uint8), "36×36"),
+    (gym.spaces.MultiDiscrete([[2, 3], [4, 5]]), "MultiDiscrete"),
+])
+def test_unsupported_observation_spaces_fail_in_one_line_naming_them(space, named):
+    with pytest.raises(ValueError) as excinfo:
+        check_space(space)
+    message = str(excinfo.value)
+    assert named in message and "\n" not in message
+
+
+def test_actor_critic_rejects_unsupported_observations():
+    with pytest.raises(ValueError, match="Text"):
+        ActorCritic(gym.spaces.Text(5), CARTPOLE_ACT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +234,8 @@ def _leaf_modules(model):
 def test_actor_critic_default_is_seed_network():
     torch.manual_seed(0)
     model = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT)
-    leaves = [m for m in _leaf_modules(model) if not isinstance(m, CategoricalHead)]
+    leaves = [m for m in _leaf_modules(model) if not isinstance(m, (CategoricalHead, nn.Flatten))]
+    assert isinstance(model.encoder.parts, nn.Flatten)  # flat observations: the encoder has no parameters
     assert [type(m) for m in leaves] == [nn.Linear, nn.ReLU, nn.Linear]
     assert (leaves[0].in_features, leaves[0].out_features) == (4, 128)
     assert (leaves[2].in_features, leaves[2].out_features) == (128, 2)

@@ -10,8 +10,9 @@ from torch import Tensor
 
 from pg_lightning import losses
 from pg_lightning.data import Batch, Collector, RolloutDataset
-from pg_lightning.envs import Vectorization
+from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
+from pg_lightning.observations import flat_batch
 from pg_lightning.modules.arguments import shared_args_documented
 from pg_lightning.modules.base import PolicyGradient
 from pg_lightning.returns import gae, normalize
@@ -33,7 +34,7 @@ class ActorCriticBase(PolicyGradient):
     def advantages(self, batch: Batch, values: Tensor) -> tuple[Tensor, Tensor]:
         """GAE advantages and value targets ``[T, N]``; bootstraps truncated episodes and the tail."""
         with torch.no_grad():
-            next_values = self.policy.value(batch.next_observations.flatten(0, 1))
+            next_values = self.policy.value(flat_batch(batch.next_observations))
         next_values = next_values.view_as(batch.rewards)
         advantages = gae(
             self.scaled_rewards(batch), values.detach(), next_values, batch.terminated,
@@ -56,6 +57,7 @@ class A2C(ActorCriticBase):
         self,
         env_id: str = "CartPole-v1",
         env_kwargs: dict[str, Any] | None = None,
+        wrappers: Wrappers = None,
         num_envs: int = 8,
         vectorization: Vectorization = "auto",
         n_steps: int = 5,
@@ -63,6 +65,7 @@ class A2C(ActorCriticBase):
         normalize_advantages: bool = False,
         hidden_sizes: Sequence[int] = (128,),
         activation: str = "relu",
+        network: str | dict[str, Any] | None = None,
         critic: Literal["separate", "shared"] = "separate",
         lr: float = 7e-4,
         anneal_lr: bool = False,
@@ -85,7 +88,7 @@ class A2C(ActorCriticBase):
     def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
         hp = self.hparams
         log_probs, entropy, values = self.policy.evaluate(
-            batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+            flat_batch(batch.observations), batch.actions.flatten(0, 1)
         )
         values = values.view_as(batch.rewards)
         advantages, returns = self.advantages(batch, values)

@@ -11,11 +11,17 @@ from lightning.fabric.utilities.data import AttributeDict
 from pg_lightning.errors import require
 
 SHARED_ARGS = """
-        env_id: a registered gymnasium id, e.g. ``"CartPole-v1"``.
+        env_id: a registered gymnasium id, e.g. ``"CartPole-v1"``, or gymnasium's import form
+            ``"my_pkg.envs:Maze-v0"`` (imports ``my_pkg.envs``, which registers the env).
         env_kwargs: keyword arguments for ``gymnasium.make`` / ``make_vec``.
+        wrappers: gymnasium wrappers applied in order to every training and evaluation env,
+            before vectorisation: class paths or ``{class_path, init_args}`` entries.
         num_envs: parallel envs per process.
         vectorization: ``auto`` (the env's own vectorised version if any, else sync), ``vector_entry_point``, ``sync`` or ``async``.
-        hidden_sizes: widths of the hidden layers.
+        hidden_sizes: widths of the hidden layers (an empty list: heads on the encoder's features).
+        network: your own encoder instead of the default (Nature CNN for images, flatten
+            otherwise): a class path or ``{class_path, init_args}`` of an ``nn.Module`` that maps
+            the preprocessed observation batch to ``[batch, features]``; the MLP and the heads follow.
         activation: ``relu``, ``tanh``, ``elu`` or ``silu`` (ReLU is ~25x cheaper than tanh on a CPU).
         critic: ``none``, ``separate`` (own MLP) or ``shared`` (a value output on the actor's trunk).
         lr: Adam learning rate.
@@ -49,7 +55,7 @@ def check_shared_arguments(hp: AttributeDict) -> None:
     """A ConfigError naming the first shared argument out of range."""
     require(isinstance(hp.env_id, str) and bool(hp.env_id), f"env_id must be a gymnasium id, got {hp.env_id!r}")
     require(hp.num_envs >= 1, f"num_envs must be >= 1, got {hp.num_envs}")
-    require(len(hp.hidden_sizes) > 0 and all(int(h) > 0 for h in hp.hidden_sizes),
+    require(all(int(h) > 0 for h in hp.hidden_sizes),
             f"hidden_sizes must be positive integers, got {list(hp.hidden_sizes)}")
     require(hp.lr > 0, f"lr must be > 0, got {hp.lr}")
     require(0.0 <= hp.gamma <= 1.0, f"gamma must be in [0, 1], got {hp.gamma}")

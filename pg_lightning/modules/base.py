@@ -46,12 +46,12 @@ class PolicyGradient(L.LightningModule):
         self.check_hyperparameters()
         hp = self.hparams
         self.env_spec = env_spec(hp.env_id)
-        self.observation_space, self.action_space = probe_spaces(hp.env_id, hp.env_kwargs or {})
+        self.observation_space, self.action_space = probe_spaces(hp.env_id, hp.env_kwargs, hp.wrappers)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hp.seed)
             self.policy = ActorCritic(
                 self.observation_space, self.action_space, [int(h) for h in hp.hidden_sizes],
-                hp.activation, self.critic, hp.normalize_observations, hp.log_std_init,
+                hp.activation, self.critic, hp.normalize_observations, hp.log_std_init, hp.network,
             )
         self.reward_scaler = RunningMeanStd() if hp.normalize_rewards else None
         # the running discounted return per batch column, this process's own; every episode
@@ -88,7 +88,7 @@ class PolicyGradient(L.LightningModule):
         """This process's collector: env seeds ``seed + rank * num_envs + i``."""
         hp = self.hparams
         collector = Collector(hp.env_id, hp.num_envs, hp.env_kwargs, hp.vectorization,
-                              seed=hp.seed + self.global_rank * hp.num_envs)
+                              seed=hp.seed + self.global_rank * hp.num_envs, wrappers=hp.wrappers)
         if self._collector_state is not None:
             collector.load_state_dict(self._collector_state)
             self._collector_state = None
@@ -144,7 +144,7 @@ class PolicyGradient(L.LightningModule):
         rank = self.global_rank
         folder = video_folder(self.trainer) if hp.record_video and rank == 0 else None
         return evaluate(self.policy, hp.env_id, hp.eval_episodes, hp.seed + EVAL_SEED_OFFSET + rank * hp.eval_episodes,
-                        hp.env_kwargs, folder, video_prefix=f"update{self.current_epoch}")
+                        hp.env_kwargs, folder, video_prefix=f"update{self.current_epoch}", wrappers=hp.wrappers)
 
     def _log_evaluation(self, results: dict[str, Tensor], prefix: str) -> None:
         metrics, shown = evaluation_metrics(results, prefix, self.env_steps)

@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from pg_lightning import distributed, losses
+from pg_lightning import distributed, losses, observations
 from pg_lightning.data import Batch
-from pg_lightning.envs import Vectorization
+from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
 from pg_lightning.modules.a2c import ActorCriticBase
+from pg_lightning.observations import flat_batch
 from pg_lightning.modules.arguments import shared_args_documented
 from pg_lightning.returns import normalize
 
@@ -21,7 +22,7 @@ from pg_lightning.returns import normalize
 class Transitions(NamedTuple):
     """A rollout's real transitions, flat, with what PPO's loss needs of each."""
 
-    observations: Tensor
+    observations: Tensor | dict[str, Tensor]
     actions: Tensor
     old_log_probs: Tensor
     old_values: Tensor
@@ -29,10 +30,10 @@ class Transitions(NamedTuple):
     returns: Tensor
 
     def __len__(self) -> int:
-        return self.observations.shape[0]
+        return self.actions.shape[0]
 
     def select(self, index: Tensor) -> Transitions:
-        return Transitions(*(field[index] for field in self))
+        return Transitions(*(observations.apply(lambda t: t[index], field) for field in self))
 
 
 @shared_args_documented
@@ -56,6 +57,7 @@ class PPO(ActorCriticBase):
         self,
         env_id: str = "CartPole-v1",
         env_kwargs: dict[str, Any] | None = None,
+        wrappers: Wrappers = None,
         num_envs: int = 4,
         vectorization: Vectorization = "auto",
         n_steps: int = 128,
@@ -69,6 +71,7 @@ class PPO(ActorCriticBase):
         anneal_clip_range: bool = False,
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "relu",
+        network: str | dict[str, Any] | None = None,
         critic: Literal["separate", "shared"] = "separate",
         lr: float = 2.5e-4,
         anneal_lr: bool = False,
@@ -121,7 +124,7 @@ class PPO(ActorCriticBase):
 
     def rollout_data(self, batch: Batch) -> Transitions:
         """The real transitions of a rollout (autoreset steps dropped), flat."""
-        obs, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+        obs, actions = flat_batch(batch.observations), batch.actions.flatten(0, 1)
         with torch.no_grad():
             old_log_probs, _, old_values = self.policy.evaluate(obs, actions)
         advantages, returns = self.advantages(batch, old_values.view_as(batch.rewards))

@@ -10,8 +10,9 @@ from torch import Tensor
 
 from pg_lightning import losses
 from pg_lightning.data import Batch, Collector, EpisodeDataset
-from pg_lightning.envs import Vectorization
+from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
+from pg_lightning.observations import flat_batch
 from pg_lightning.modules.arguments import shared_args_documented
 from pg_lightning.modules.base import PolicyGradient
 from pg_lightning.returns import discounted_returns, normalize
@@ -39,6 +40,7 @@ class Reinforce(PolicyGradient):
         self,
         env_id: str = "CartPole-v1",
         env_kwargs: dict[str, Any] | None = None,
+        wrappers: Wrappers = None,
         num_envs: int = 1,
         vectorization: Vectorization = "auto",
         episodes_per_batch: int = 1,
@@ -47,6 +49,7 @@ class Reinforce(PolicyGradient):
         baseline: Literal["none", "mean", "value"] = "none",
         hidden_sizes: Sequence[int] = (128,),
         activation: str = "relu",
+        network: str | dict[str, Any] | None = None,
         critic: Literal["none", "separate", "shared"] = "none",
         lr: float = 1e-2,
         anneal_lr: bool = False,
@@ -97,7 +100,7 @@ class Reinforce(PolicyGradient):
             self.scaled_rewards(batch), batch.terminated, batch.truncated, hp.gamma
         ).flatten()
         log_probs, entropy, values = self.policy.evaluate(
-            batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+            flat_batch(batch.observations), batch.actions.flatten(0, 1)
         )
         weights = returns
         if hp.baseline == "mean":

@@ -1,0 +1,149 @@
+"""Observations: which spaces the policies take, how they travel, and how a network reads them.
+
+Observations travel as the env returns them, in their own dtype: a uint8 image stays uint8 in
+batches (a rollout of 8 × 128 Atari frames costs a quarter of float32's memory). ``Dict`` and
+``Tuple`` observations travel as one flat dict ``{"key": array}`` (nested keys joined by ``/``,
+tuple entries by their index), so every container in the pipeline handles at most one level.
+``preprocess`` turns them into float tensors inside the network: images scaled to [0, 1] and put
+channels first, ``Discrete``/``MultiDiscrete`` one-hot, every other ``Box`` or ``MultiBinary`` cast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from pg_lightning.errors import ConfigError
+
+Tree = Union[Any, dict[str, Any]]  # one array / tensor, or a flat dict of them
+SUPPORTED = "Box (any dtype; uint8 images of at least 36×36 go through a CNN), Discrete, MultiDiscrete, MultiBinary, and Dict / Tuple of these"
+MIN_IMAGE_SIZE = 36  # the Nature CNN's smallest input (8×8/4, 4×4/2, 3×3/1 convolutions)
+
+
+def leaf_spaces(space: gym.Space) -> gym.Space | dict[str, gym.Space]:
+    """The space itself, or the flat dict of a Dict / Tuple space's entries (the layout of ``flatten``)."""
+    if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        return space
+    items = space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces)
+    leaves: dict[str, gym.Space] = {}
+    for key, sub in items:
+        inner = leaf_spaces(sub)
+        if isinstance(inner, dict):
+            leaves.update({f"{key}/{k}": v for k, v in inner.items()})
+        else:
+            leaves[str(key)] = inner
+    return leaves
+
+
+def flatten(obs: Any) -> Tree:
+    """An observation (or a vector env's batch of them) in the layout of ``leaf_spaces``."""
+    if not isinstance(obs, (dict, tuple)):
+        return obs
+    items = obs.items() if isinstance(obs, dict) else enumerate(obs)
+    flat: dict[str, Any] = {}
+    for key, sub in items:
+        inner = flatten(sub)
+        if isinstance(inner, dict):
+            flat.update({f"{key}/{k}": v for k, v in inner.items()})
+        else:
+            flat[str(key)] = inner
+    return flat
+
+
+def apply(fn: Callable[[Any], Any], obs: Tree) -> Tree:
+    """``fn`` on every array of ``obs``, keeping its layout."""
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
+def leaves(obs: Tree) -> list[Any]:
+    return list(obs.values()) if isinstance(obs, dict) else [obs]
+
+
+def stack(observations: list[Tree]) -> Tree:
+    """Observations of consecutive steps, stacked on a new first axis."""
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
+
+
+def sample(space: gym.Space, n: int) -> Tree:
+    """``n`` random observations of ``space`` as a batch in the pipeline's layout (for shapes and export)."""
+    return stack([flatten(space.sample()) for _ in range(n)])
+
+
+def is_image(space: gym.Space) -> bool:
+    """A uint8 ``Box`` of rank 3 with bounds 0-255: an image, channels first or last."""
+    return (
+        isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+        and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255))
+    )
+
+
+def channels_first(shape: tuple[int, ...]) -> bool:
+    """Channels are the smallest of the three axes (``(4, 84, 84)`` first, ``(84, 84, 3)`` last)."""
+    return shape[0] <= min(shape[1:])
+
+
+def image_shape(space: gym.Space) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of an image space."""
+    c, h, w = space.shape if channels_first(space.shape) else (space.shape[2], *space.shape[:2])
+    return c, h, w
+
+
+def event_ndim(space: gym.Space) -> int:
+    """Dimensions of one observation of a leaf space (0 for ``Discrete``)."""
+    return len(space.shape)
+
+
+def check_space(space: gym.Space) -> None:
+    """A ConfigError in one line for an observation space the policies cannot take."""
+    leaves_ = leaf_spaces(space)
+    for key, leaf in (leaves_.items() if isinstance(leaves_, dict) else [("", leaves_)]):
+        name = " ".join(str(leaf).split())  # one line, whatever the space's repr
+        where = f" (entry {key!r} of {' '.join(str(space).split())})" if key else ""
+        numeric_box = isinstance(leaf, gym.spaces.Box) and (
+            np.issubdtype(leaf.dtype, np.number) or leaf.dtype == np.bool_
+        )
+        ok = numeric_box or isinstance(leaf, (gym.spaces.Discrete, gym.spaces.MultiBinary)) or (
+            isinstance(leaf, gym.spaces.MultiDiscrete) and leaf.nvec.ndim == 1
+        )
+        if not ok:
+            raise ConfigError(f"unsupported observation space {name}{where}; supported: {SUPPORTED}")
+        if is_image(leaf) and min(image_shape(leaf)[1:]) < MIN_IMAGE_SIZE:
+            raise ConfigError(
+                f"image observation {name}{where} is smaller than the Nature CNN's {MIN_IMAGE_SIZE}×{MIN_IMAGE_SIZE}: "
+                "give your own `network:` or flatten it (gymnasium.wrappers.FlattenObservation)"
+            )
+
+
+def preprocess_leaf(space: gym.Space, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """One leaf as the network reads it, for a batch ``[B, *event]``."""
+    if is_image(space):
+        x = x.to(dtype) / 255.0
+        return x if channels_first(space.shape) else x.movedim(-1, -3)
+    if isinstance(space, gym.spaces.Discrete):
+        return F.one_hot((x.long() - int(space.start)).reshape(-1), int(space.n)).to(dtype)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        shifted = x.long() - torch.as_tensor(space.start, device=x.device)
+        return torch.cat([F.one_hot(shifted[:, i], int(n)) for i, n in enumerate(space.nvec)], -1).to(dtype)
+    return x.to(dtype)
+
+
+def features_dim(space: gym.Space) -> int:
+    """Width of a non-image leaf once preprocessed and flattened."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(space.nvec.sum())
+    return int(np.prod(space.shape))
+
+
+def flat_batch(obs: Tree) -> Tree:
+    """``[T, N, ...]`` observations as ``[T·N, ...]``."""
+    return apply(lambda t: t.flatten(0, 1), obs)

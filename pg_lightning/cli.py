@@ -40,7 +40,7 @@ DEFAULTS = {
 # in the result line; a GPU that is there and used is still announced)
 QUIET = ("💡 Tip:", "GPU available: False", "TPU available: False", "HPU available: False", "Seed set to")
 # what a checkpoint's weights and collector state were made for: a resumed run cannot change them
-FIXED_BY_CHECKPOINT = ("hidden_sizes", "activation", "critic", "normalize_observations", "num_envs")
+FIXED_BY_CHECKPOINT = ("hidden_sizes", "activation", "critic", "normalize_observations", "num_envs", "network", "wrappers")
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
 
 

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning import observations
-from pg_lightning.envs import Vectorization, Wrappers, make_vector_env, rng_states, set_rng_states
+from pg_lightning.envs import WRAPPED_STATS, Vectorization, Wrappers, make_vector_env, rng_states, set_rng_states
 from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.policies import ActorCritic, Sampler
 
@@ -132,11 +132,22 @@ class Collector:
         self._autoreset = terminated | truncated
         self._obs, self._fresh = next_obs, False
         ended = mask & self._autoreset
-        if "episode" in info:  # RecordEpisodeStatistics reports the episodes that ended
-            episodes = Episodes(ended, info["_episode"], info["episode"]["r"], info["episode"]["l"])
-        else:
-            episodes = Episodes(ended, self._no_reports, self._no_stats, self._no_stats)
-        return Step(obs, actions, rewards, terminated, truncated, mask, next_obs), episodes
+        return Step(obs, actions, rewards, terminated, truncated, mask, next_obs), self._episodes(ended, info)
+
+    def _episodes(self, ended: np.ndarray, info: dict[str, Any]) -> Episodes:
+        """The episode statistics of one step: the env's own (``RecordEpisodeStatistics`` inside any
+        wrappers), or, for episodes a wrapper ended first, those taken outside the wrappers."""
+        if "episode" not in info and WRAPPED_STATS not in info:
+            return Episodes(ended, self._no_reports, self._no_stats, self._no_stats)
+        own = info.get("_episode", self._no_reports)
+        returns = info["episode"]["r"] if "episode" in info else self._no_stats
+        lengths = info["episode"]["l"] if "episode" in info else self._no_stats
+        if WRAPPED_STATS in info:
+            cut = info[f"_{WRAPPED_STATS}"] & ~own
+            returns = np.where(cut, info[WRAPPED_STATS]["r"], returns)
+            lengths = np.where(cut, info[WRAPPED_STATS]["l"], lengths)
+            own = own | cut
+        return Episodes(ended, own, returns, lengths)
 
     def _batch(self, step: Step, returns: list[float], lengths: list[int], discarded_steps: int = 0) -> Batch:
         for name, column in step._asdict().items():

@@ -16,6 +16,7 @@ from pg_lightning.errors import ConfigError
 from pg_lightning.registry import class_spec
 
 Vectorization = Literal["auto", "vector_entry_point", "sync", "async"]
+WRAPPED_STATS = "wrapped_episode"  # the info key of episode statistics taken outside the wrappers
 Wrappers = Union[list[Union[str, dict[str, Any]]], None]  # class paths or {class_path, init_args}
 
 
@@ -54,13 +55,14 @@ def make_env(
     the ``inner`` wrappers (e.g. video recording), then ``wrappers`` in order.
 
     ``RecordEpisodeStatistics`` sits inside the wrappers, as in CleanRL and SB3's Monitor: the
-    returns reported are the env's own (a reward-clipping wrapper does not change them), and an
-    episode is counted when the env's own episode ends.
+    returns reported are the env's own (a reward-clipping wrapper does not change them). With
+    wrappers, a second one outside them (``WRAPPED_STATS``) reports the episodes a wrapper ends
+    before the env does (e.g. a ``TimeLimit`` wrapper), with the rewards the wrappers return.
     """
     env = RecordEpisodeStatistics(gym.make(env_id, **{**(env_kwargs or {}), **make_kwargs}))
     for wrap in [*inner, *wrapper_factories(wrappers)]:
         env = wrap(env)
-    return env
+    return RecordEpisodeStatistics(env, stats_key=WRAPPED_STATS) if wrappers else env
 
 
 def probe_spaces(
@@ -112,9 +114,10 @@ def make_vector_env(
             raise ConfigError("wrappers need vectorization 'sync' or 'async' (a native vector env has no per-env wrappers)")
         env = gym.make_vec(env_id, num_envs, vectorization_mode=vectorization, **(env_kwargs or {}))
         return VectorRecordEpisodeStatistics(env)
+    outer = [functools.partial(RecordEpisodeStatistics, stats_key=WRAPPED_STATS)] if wrappers else []
     return gym.make_vec(
         env_id, num_envs, vectorization_mode=vectorization,
-        wrappers=[RecordEpisodeStatistics, *wrapper_factories(wrappers)], **(env_kwargs or {}),
+        wrappers=[RecordEpisodeStatistics, *wrapper_factories(wrappers), *outer], **(env_kwargs or {}),
     )
 
 

@@ -2,7 +2,8 @@
 
 ``python -m pg_lightning.export CKPT --format torchscript|onnx --output PATH``
 
-The exported graph maps a float32 batch of observations ``[B, *obs_shape]`` to the deterministic
+The exported graph maps a batch of observations ``[B, *obs_shape]`` in the env's dtype (float32,
+uint8 images, int64 Discrete; a dict of them for Dict / Tuple spaces) to the deterministic
 action of :meth:`ActorCritic.forward` (argmax for discrete spaces, the Gaussian mean for Box, not
 clipped to the action bounds), with observation normalisation included and its running
 statistics frozen at their checkpointed values. The critic is not exported.
@@ -128,8 +129,9 @@ def export_onnx(
 ) -> Path:
     """Export ``policy``'s deterministic actor (with frozen normalisation) to an ONNX file.
 
-    One input ``obs`` (float32 ``[batch, *obs_shape]``, batch dynamic) and one output ``action``
-    (int64 for discrete spaces, float32 for Box). ``dynamo``: torch's ``torch.export``-based
+    One input ``obs`` (``[batch, *obs_shape]`` in the env's dtype, batch dynamic), or one input
+    ``obs/<key>`` per entry of Dict / Tuple observations, and one output ``action`` (int64 for
+    discrete spaces, float32 for Box). ``dynamo``: torch's ``torch.export``-based
     exporter (needs ``onnxscript``) or the older TorchScript-based one; ``None`` uses the former
     when ``onnxscript`` is installed. Needs ``onnx`` (``pip install 'pg_lightning[onnx]'``);
     the written file is checked with ``onnx.checker``. Returns the written path.
@@ -145,7 +147,10 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     deployed = DeployedPolicy(policy)
     example = _example(policy, example_obs)
-    names: dict[str, Any] = dict(input_names=["obs"], output_names=["action"])
+    keys = list(example) if isinstance(example, dict) else None
+    inputs = [f"obs/{k}" for k in keys] if keys is not None else ["obs"]
+    names: dict[str, Any] = dict(input_names=inputs, output_names=["action"])
+    args = (example, {}) if keys is not None else (example,)  # a trailing dict would be read as keyword arguments
     with warnings.catch_warnings(), torch.no_grad(), _quiet_logger("torch.onnx"):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -153,15 +158,16 @@ def export_onnx(
             batch = torch.export.Dim("batch")
             if "external_data" in inspect.signature(torch.onnx.export).parameters:  # torch >= 2.6
                 names["external_data"] = False  # one self-contained file
+            dynamic = {k: {0: batch} for k in keys} if keys is not None else {0: batch}
             torch.onnx.export(
-                deployed, (example,), str(path), dynamo=True, dynamic_shapes={"obs": {0: batch}},
+                deployed, args, str(path), dynamo=True, dynamic_shapes={"obs": dynamic},
                 verbose=False, **names,
             )
         else:
             kwargs = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
             torch.onnx.export(
-                deployed, (example,), str(path), dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-                **names, **kwargs,
+                deployed, args, str(path),
+                dynamic_axes={**{name: {0: "batch"} for name in inputs}, "action": {0: "batch"}}, **names, **kwargs,
             )
     onnx.checker.check_model(str(path))
     return path

@@ -1,0 +1,126 @@
+"""Watch a trained agent: play episodes of a checkpoint's policy in its own env.
+
+``python -m pg_lightning.play CKPT [--episodes N] [--video out.mp4] [--deterministic | --stochastic]``
+
+The env is the checkpoint's: its ``env_id``, ``env_kwargs`` and ``wrappers``; observation
+normalisation uses the checkpointed statistics, frozen. Episode ``k`` is reset with ``seed + k``,
+so ``--deterministic`` (the default, the evaluation's argmax / Gaussian mean) replays the
+evaluation's episodes. Prints each episode's return and length (the env's own, as in training);
+``--video`` writes every episode into one mp4 (needs ``moviepy``; no display needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from pg_lightning import observations
+from pg_lightning.errors import ConfigError, MissingExtra
+from pg_lightning.evaluation import deterministic_actor, play_episode
+from pg_lightning.envs import make_env
+from pg_lightning.policies import ActorCritic
+from pg_lightning.registry import load_module
+
+
+def stochastic_actor(policy: ActorCritic, action_space: gym.Space, seed: int) -> Any:
+    """``observation -> action`` sampled from the policy, as training plays (clipped to Box bounds)."""
+    sample, rng = policy.sampler(), np.random.default_rng(seed)
+    bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
+
+    def act(obs: Any) -> np.ndarray:
+        batch = observations.apply(lambda a: np.asarray(a)[None], observations.flatten(obs))
+        action = sample(batch, rng)[0]
+        return np.clip(action, *bounds) if bounds is not None else action
+
+    return act
+
+
+class FrameRecorder(gym.Wrapper):
+    """Keeps the rendered frame of every reset and step (for one mp4 of all episodes)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.frames: list[np.ndarray] = []
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        result = self.env.reset(**kwargs)
+        self.frames.append(self.env.render())
+        return result
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        result = self.env.step(action)
+        self.frames.append(self.env.render())
+        return result
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    try:
+        from moviepy import ImageSequenceClip
+    except ImportError:
+        raise MissingExtra("--video needs moviepy: pip install 'pg_lightning[video]'") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ImageSequenceClip(frames, fps=fps).write_videofile(str(path), logger=None)
+
+
+def play(
+    checkpoint: str | Path, episodes: int = 5, video: str | Path | None = None, deterministic: bool = True,
+    seed: int = 0, trusted: bool = False,
+) -> list[tuple[float, int]]:
+    """Play ``episodes`` episodes of a checkpoint's policy; returns ``(return, length)`` per episode."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    module = load_module(checkpoint, trusted=trusted)
+    hp = module.hparams
+    if video is not None:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen
+        env = make_env(hp.env_id, hp.env_kwargs, hp.wrappers, inner=[FrameRecorder], render_mode="rgb_array")
+    else:
+        env = make_env(hp.env_id, hp.env_kwargs, hp.wrappers)
+    try:
+        act = (deterministic_actor(module.policy, env.action_space) if deterministic
+               else stochastic_actor(module.policy, env.action_space, seed))
+        results = [play_episode(env, act, seed + k) for k in range(episodes)]
+    finally:
+        env.close()
+    if video is not None:
+        recorder = env
+        while not isinstance(recorder, FrameRecorder):
+            recorder = recorder.env
+        write_video(recorder.frames, Path(video), int(env.metadata.get("render_fps") or 30))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pg_lightning.play", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a .ckpt written by Reinforce, A2C or PPO")
+    parser.add_argument("--episodes", type=int, default=5, help="episodes to play (default 5)")
+    parser.add_argument("--video", help="write the episodes to this mp4 file")
+    parser.add_argument("--seed", type=int, default=0, help="episode k resets with seed + k (default 0)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,
+                      help="argmax / Gaussian mean, as evaluation plays (default)")
+    mode.add_argument("--stochastic", dest="deterministic", action="store_false",
+                      help="sample actions, as training plays")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load with weights_only=False (full unpickling, which can run code): only for files you trust")
+    args = parser.parse_args(argv)
+    try:
+        results = play(args.checkpoint, args.episodes, args.video, args.deterministic, args.seed, args.trust_checkpoint)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for k, (total, length) in enumerate(results):
+        print(f"episode {k}: return {total:g}, length {length}")
+    returns = [total for total, _ in results]
+    print(f"mean return {np.mean(returns):g} over {len(results)} episodes" + (f"; video {args.video}" if args.video else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

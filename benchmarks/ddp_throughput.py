@@ -22,7 +22,7 @@ def measure(devices: int, updates: int, num_envs: int) -> None:
     import lightning as L
     import torch
 
-    from pg_lightning.cli import model_from_config
+    from pg_lightning.registry import model_from_config
 
     torch.set_num_threads(1)
 

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from pg_lightning.cli import model_from_config
+from pg_lightning.registry import model_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

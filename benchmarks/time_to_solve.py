@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from pg_lightning import StopWhenSolved  # noqa: E402
-from pg_lightning.cli import model_from_config  # noqa: E402
+from pg_lightning.registry import model_from_config  # noqa: E402
 from pg_lightning.data import Collector  # noqa: E402
 from pg_lightning.modules import PolicyGradient  # noqa: E402
 

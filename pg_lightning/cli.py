@@ -295,19 +295,3 @@ def _finish_wandb_run(exit_code: int) -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.run.finish(exit_code=exit_code)
-
-
-def model_from_config(path: str, **overrides: Any) -> PolicyGradient:
-    """The model a YAML config describes (``model.class_path`` / ``init_args``), with overrides.
-
-    For scripts and tests that want a config's agent without the CLI, e.g.
-    ``model_from_config("configs/cartpole_ppo.yaml", seed=3)``.
-    """
-    with open(path) as f:
-        config = yaml.safe_load(f)
-    try:
-        model = config["model"]
-        cls = registry.import_class(model["class_path"])
-    except (KeyError, TypeError):
-        raise ConfigError(f"{path}: needs model.class_path (and model.init_args)") from None
-    return cls(**{**model.get("init_args", {}), **overrides})

@@ -95,3 +95,21 @@ def class_spec(spec: Any, what: str) -> tuple[type, dict[str, Any]]:
     except ValueError:  # no signature to check against (a builtin): the call will tell
         pass
     return cls, kwargs
+
+
+def model_from_config(path: str, **overrides: Any) -> PolicyGradient:
+    """The model a YAML config describes (``model.class_path`` / ``init_args``), with overrides.
+
+    For scripts and tests that want a config's agent without the CLI, e.g.
+    ``model_from_config("configs/cartpole_ppo.yaml", seed=3)``. Needs no CLI packages.
+    """
+    import yaml
+
+    with open(path) as f:
+        config = yaml.safe_load(f)
+    try:
+        model = config["model"]
+        cls = import_class(model["class_path"])
+    except (KeyError, TypeError):
+        raise ConfigError(f"{path}: needs model.class_path (and model.init_args)") from None
+    return cls(**{**model.get("init_args", {}), **overrides})

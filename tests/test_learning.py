@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pg_lightning import StopWhenSolved
-from pg_lightning.cli import model_from_config
+from pg_lightning.registry import model_from_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SEEDS = range(5)

@@ -85,6 +85,15 @@ def test_picture_env_is_learned_by_ppo_through_the_nature_cnn():
     assert sum(s >= LEARNED for s in scores) >= 2, scores
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("env_id", ["user_envs:UserEnvs/Picture-v0", "user_envs:UserEnvs/CueDict-v0"], ids=["image", "Dict"])
+def test_image_and_dict_policies_learn_on_the_gpu(env_id):
+    module = PPO(env_id=env_id, max_env_steps=3000, seed=0, **BANDIT_PPO)
+    quiet_trainer(accelerator="gpu", devices=1).fit(module)
+    assert module.policy.actor_out.weight.device.type == "cuda"
+    assert score(module) >= LEARNED
+
+
 # ---- Dict, Tuple and Discrete observations: training and export --------------------------------
 @pytest.mark.parametrize("env_id", ["user_envs:UserEnvs/CueDict-v0", "user_envs:UserEnvs/Parity-v0"], ids=["Dict", "Discrete"])
 def test_structured_observations_train_and_export(env_id, tmp_path):

@@ -19,7 +19,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from pg_lightning import A2C, PPO, Reinforce, RunCheckpoint
-from pg_lightning.cli import main, model_from_config
+from pg_lightning.cli import main
+from pg_lightning.registry import model_from_config
 from pg_lightning.errors import ConfigError
 
 from helpers import quiet_trainer as trainer, user_env

@@ -13,11 +13,11 @@ if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 MUJOCO_GL=egl WANDB_MODE=offline
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 WANDB_MODE=offline
 log="${OUT:-/tmp}/gpu.log"
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     lscpu | grep -E "^Model name|^CPU\(s\)"
-    python3 -m pytest -q -p no:cacheprovider tests/test_ddp.py tests/test_observations.py -k "gpu" 2>&1 | tail -5
+    python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_ddp.py tests/test_observations.py -k "gpu" 2>&1 | tail -40
     python3 benchmarks/devices.py --seconds "${SECONDS_PER_CELL:-15}" 2>&1 | grep -v -E "Tip|available:|settotalmass|^$|Powered by|A.L.E"
 } 2>&1 | tee "$log"

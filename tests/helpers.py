@@ -25,6 +25,17 @@ def quiet_trainer(**kwargs) -> L.Trainer:
     return L.Trainer(**{**defaults, **kwargs})
 
 
+class DevicesSeen(L.Callback):
+    """The device of the policy's weights at every update (Lightning moves a module back to the
+    CPU when ``fit`` ends, so checking afterwards says nothing)."""
+
+    def __init__(self):
+        self.types: set[str] = set()
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        self.types.add(module.policy.actor_out.weight.device.type)
+
+
 def assert_same_gradients(module: torch.nn.Module, loss_a: torch.Tensor, loss_b: torch.Tensor) -> None:
     """Both losses give the same gradient on every parameter of ``module.policy``."""
     grads = []

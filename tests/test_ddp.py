@@ -74,8 +74,10 @@ def test_a_ddp_checkpoint_restores_every_ranks_collector(tmp_path):
 def test_module_trains_on_the_gpu(quiet_trainer_kwargs):
     import lightning as L
 
-    module = PPO(seed=0, n_steps=16)
-    quiet_trainer_kwargs.update(max_epochs=2, accelerator="gpu", devices=1)
+    from helpers import DevicesSeen
+
+    module, seen = PPO(seed=0, n_steps=16), DevicesSeen()
+    quiet_trainer_kwargs.update(max_epochs=2, accelerator="gpu", devices=1, callbacks=[seen])
     L.Trainer(**quiet_trainer_kwargs).fit(module)
-    assert module.policy.actor_out.weight.device.type == "cuda"
+    assert seen.types == {"cuda"}
     assert module.env_steps > 0

@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 import user_envs
-from helpers import quiet_trainer, user_env
+from helpers import DevicesSeen, quiet_trainer, user_env
 from pg_lightning import PPO, Reinforce
 from pg_lightning.data import Collector
 from pg_lightning.evaluation import evaluate, recorded_env
@@ -88,9 +88,9 @@ def test_picture_env_is_learned_by_ppo_through_the_nature_cnn():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("env_id", ["user_envs:UserEnvs/Picture-v0", "user_envs:UserEnvs/CueDict-v0"], ids=["image", "Dict"])
 def test_image_and_dict_policies_learn_on_the_gpu(env_id):
-    module = PPO(env_id=env_id, max_env_steps=3000, seed=0, **BANDIT_PPO)
-    quiet_trainer(accelerator="gpu", devices=1).fit(module)
-    assert module.policy.actor_out.weight.device.type == "cuda"
+    module, seen = PPO(env_id=env_id, max_env_steps=3000, seed=0, **BANDIT_PPO), DevicesSeen()
+    quiet_trainer(accelerator="gpu", devices=1, callbacks=[seen]).fit(module)
+    assert seen.types == {"cuda"}
     assert score(module) >= LEARNED
 
 

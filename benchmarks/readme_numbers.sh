@@ -29,6 +29,8 @@ fi
 
 echo; echo "## Throughput"
 python benchmarks/throughput.py
+echo; echo "## CPU steps/s of the pixel configs (benchmarks/devices.py, CPU column; gpu.sh adds the GPU's)"
+python benchmarks/devices.py --only training --seconds 20 2>&1 | grep '^|'
 echo; echo "## DDP"
 python benchmarks/ddp_throughput.py
 echo; echo "## Soak"

@@ -1,7 +1,8 @@
 """Collector throughput, and Lightning's overhead against a plain PyTorch loop doing the same updates.
 
 1. Collector: transitions per second playing the seed network (4-128-2) in 1, 8, 32, 64 and 512
-   CartPole-v1 envs (median of 3 repeats).
+   CartPole-v1 envs (median of 3 repeats), with the numpy actor and, for comparison, with the
+   torch forward that CNNs, structured observations and user networks use.
 2. Overhead: ``Trainer.fit`` (CSV logging every 10 updates, as train.py logs) against a plain
    loop that performs the identical updates with the same collector, losses and optimiser, and
    writes the same metrics to the same kind of CSV logger every 10 updates — checked by
@@ -30,10 +31,12 @@ from pg_lightning.policies import ActorCritic
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def collector_throughput(num_envs: int, transitions: int = 40_000, repeats: int = 3) -> float:
-    """Median transitions per second of ``Collector.rollout`` with the seed network."""
+def collector_throughput(num_envs: int, numpy_actor: bool = True, transitions: int = 40_000, repeats: int = 3) -> float:
+    """Median transitions per second of ``Collector.rollout`` with the seed network, run by the
+    numpy actor or, as for CNNs, structured observations and user networks, the torch forward."""
     collector = Collector("CartPole-v1", num_envs, seed=0)
     policy = ActorCritic(collector.env.single_observation_space, collector.env.single_action_space)
+    policy.numpy_actor_ok = numpy_actor
     steps = max(transitions // num_envs, 20)
     collector.rollout(policy, 10)  # warm-up
     rates = []
@@ -147,10 +150,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, lightning {L.__version__}, 1 thread\n")
-    print(f"{'envs':>5} {'transitions/s':>14} {'µs/transition':>14}")
+    print(f"{'envs':>5} {'transitions/s':>14} {'µs/transition':>14} {'torch actor µs/transition':>26}")
     for num_envs in (1, 8, 32, 64, 512):
-        rate = collector_throughput(num_envs)
-        print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f}")
+        rate, torch_rate = collector_throughput(num_envs), collector_throughput(num_envs, numpy_actor=False)
+        print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f} {1e6 / torch_rate:>26.2f}")
     print(f"\n{'algorithm':<10} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
     scale = args.updates_scale
     overhead("REINFORCE", lambda: Reinforce(seed=0), reinforce_update, int(300 * scale))

@@ -157,14 +157,16 @@ def checkpoints(tmp_path_factory):
 
 BAD_INPUTS = [
     (["--model.env_id", "NoSuchEnv-v0"], "unknown env_id 'NoSuchEnv-v0'"),
-    (["--model.env_id", "Blackjack-v1"], "unsupported observation space Tuple"),
+    (["--model.env_id", "no_such_package:Maze-v0"], "cannot import module 'no_such_package'"),
+    (["--model.wrappers", "[gymnasium.wrappers.NoSuchWrapper]"], "wrappers: cannot import 'gymnasium.wrappers.NoSuchWrapper'"),
+    (["--model.network", "{class_path: torch.nn.Linear, init_args: {in_features: 3, out_features: 8}}"],
+     "the network failed on a batch of 2 observations"),
     (["--model.gamma", "1.5"], "gamma must be in [0, 1], got 1.5"),
     (["--model.gamma", "-0.5"], "gamma must be in [0, 1], got -0.5"),
     (["--model.lr", "0"], "lr must be > 0, got 0"),
     (["--model.lr", "-0.1"], "lr must be > 0, got -0.1"),
     (["--model.episodes_per_batch", "0"], "episodes_per_batch must be >= 1, got 0"),
     (["--model.hidden_sizes", "[0]"], "hidden_sizes must be positive integers, got [0]"),
-    (["--model.hidden_sizes", "[]"], "hidden_sizes must be positive integers, got []"),
     (["--model.activation", "sigmoidish"], "activation must be one of"),
     (["--model.reduction", "max"], "reduction"),
     (["--model.baseline", "median"], "baseline"),

@@ -31,10 +31,11 @@ from pg_lightning.policies import ActorCritic
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def collector_throughput(num_envs: int, numpy_actor: bool = True, transitions: int = 40_000, repeats: int = 3) -> float:
+def collector_throughput(num_envs: int, numpy_actor: bool = True, vectorization: str = "auto",
+                         transitions: int = 40_000, repeats: int = 3) -> float:
     """Median transitions per second of ``Collector.rollout`` with the seed network, run by the
     numpy actor or, as for CNNs, structured observations and user networks, the torch forward."""
-    collector = Collector("CartPole-v1", num_envs, seed=0)
+    collector = Collector("CartPole-v1", num_envs, seed=0, vectorization=vectorization)
     policy = ActorCritic(collector.env.single_observation_space, collector.env.single_action_space)
     policy.numpy_actor_ok = numpy_actor
     steps = max(transitions // num_envs, 20)
@@ -154,6 +155,8 @@ def main() -> None:
     for num_envs in (1, 8, 32, 64, 512):
         rate, torch_rate = collector_throughput(num_envs), collector_throughput(num_envs, numpy_actor=False)
         print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f} {1e6 / torch_rate:>26.2f}")
+    sync = collector_throughput(1, vectorization="sync")
+    print(f"one env through a SyncVectorEnv (the path before SingleEnv): {sync:.0f} transitions/s, {1e6 / sync:.2f} µs")
     print(f"\n{'algorithm':<10} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
     scale = args.updates_scale
     overhead("REINFORCE", lambda: Reinforce(seed=0), reinforce_update, int(300 * scale))

@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium.wrappers import RecordEpisodeStatistics
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
+from pg_lightning import observations
 from pg_lightning.errors import ConfigError
 from pg_lightning.registry import class_spec
 
@@ -97,15 +98,17 @@ def make_vector_env(
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` behind gymnasium's vector API, recording episode stats.
 
-    ``auto`` uses the env's own vectorised implementation (``vector_entry_point``, e.g. CartPole's
-    numpy version) when it has one, there are at least 4 envs (below that a synchronous vector
-    env is faster: 24 vs 43 µs per step for one CartPole) and no wrappers (a native vector env
-    has no per-env wrappers); a synchronous one otherwise. Autoreset is gymnasium's default
+    ``auto`` uses ``SingleEnv`` for one env without wrappers; the env's own vectorised
+    implementation (``vector_entry_point``, e.g. CartPole's numpy version) when it has one, there
+    are at least 4 envs (below that a synchronous vector env is faster) and no wrappers (a native
+    vector env has no per-env wrappers); a synchronous one otherwise. Autoreset is gymnasium's default
     next-step mode: the step after an episode ends is a reset, not a transition. Episode
     statistics come from ``RecordEpisodeStatistics``, inside each sub-env's wrappers (see
     ``make_env``), or on the vector env when it is natively vectorised.
     """
     spec = env_spec(env_id)
+    if vectorization == "auto" and num_envs == 1 and not wrappers:
+        return SingleEnv(gym.make(env_id, **(env_kwargs or {})))
     if vectorization == "auto":
         native = spec.vector_entry_point is not None and num_envs >= 4 and not wrappers
         vectorization = "vector_entry_point" if native else "sync"
@@ -119,6 +122,50 @@ def make_vector_env(
         env_id, num_envs, vectorization_mode=vectorization,
         wrappers=[RecordEpisodeStatistics, *wrapper_factories(wrappers), *outer], **(env_kwargs or {}),
     )
+
+
+class SingleEnv(gym.vector.VectorEnv):
+    """One env behind the vector API without a vector env's per-step bookkeeping, with the same
+    semantics as a one-env ``SyncVectorEnv`` with ``RecordEpisodeStatistics``: next-step autoreset
+    (the step after an episode ends is a reset: reward 0, neither terminated nor truncated),
+    ``info["episode"]`` / ``info["_episode"]`` when an episode ends, arrays with a leading axis of 1.
+    ``benchmarks/throughput.py`` measures it against the one-env ``SyncVectorEnv``."""
+
+    def __init__(self, env: gym.Env):
+        self.env, self.envs, self.num_envs = env, [env], 1  # envs: where rng_states finds the generator
+        self.single_observation_space, self.single_action_space = env.observation_space, env.action_space
+        self.observation_space = gym.vector.utils.batch_space(env.observation_space, 1)
+        self.action_space = gym.vector.utils.batch_space(env.action_space, 1)
+        self.metadata = env.metadata
+        self._autoreset, self._return, self._length = False, 0.0, 0
+        # a Python int passes Discrete.contains (checked by many envs' step) ~5x faster than a numpy integer
+        self._action = int if isinstance(env.action_space, gym.spaces.Discrete) else (lambda a: a)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._autoreset, self._return, self._length = False, 0.0, 0
+        return _batch_of_one(obs), info
+
+    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        if self._autoreset:
+            obs, _ = self.reset()
+            return obs, np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), {}
+        obs, reward, terminated, truncated, _ = self.env.step(self._action(actions[0]))
+        self._return += float(reward)
+        self._length += 1
+        info: dict[str, Any] = {}
+        if terminated or truncated:
+            self._autoreset = True
+            info = {"episode": {"r": np.array([self._return]), "l": np.array([self._length])},
+                    "_episode": np.ones(1, dtype=bool)}
+        return _batch_of_one(obs), np.array([reward], dtype=np.float64), np.array([terminated]), np.array([truncated]), info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.env.close()
+
+
+def _batch_of_one(obs: Any) -> Any:
+    return observations.apply(lambda a: np.asarray(a)[None], observations.flatten(obs))
 
 
 def _generators(env: gym.vector.VectorEnv) -> list[np.random.Generator]:

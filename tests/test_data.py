@@ -1,6 +1,7 @@
 """The collector and datasets: whole episodes, autoreset masking, step counts, seeding."""
 
 import numpy as np
+import pytest
 import torch
 
 from pg_lightning import Collector, EpisodeDataset, RolloutDataset
@@ -140,3 +141,17 @@ def test_collector_state_round_trip_restores_returns_window_and_rng():
     assert list(resumed.recent_returns) == list(collector.recent_returns)
     # all envs were waiting for their autoreset, so the resumed stream equals the original
     assert torch.equal(collector.episodes(policy, 2).observations, resumed.episodes(policy, 2).observations)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_single_env_plays_exactly_as_a_one_env_sync_vector_env(env_id):
+    """The one-env fast path keeps the vector env's autoreset, truncation and statistics: the same
+    transitions, episode returns and lengths, batch after batch, for episodes and rollouts."""
+    single, sync = (Collector(env_id, 1, seed=3, vectorization=v) for v in ("auto", "sync"))
+    assert type(single.env).__name__ == "SingleEnv" and type(sync.env.unwrapped).__name__ == "SyncVectorEnv"
+    policy = ActorCritic(single.env.single_observation_space, single.env.single_action_space)
+    for play in (lambda c: c.episodes(policy, 2), lambda c: c.rollout(policy, 230), lambda c: c.episodes(policy, 1)):
+        a, b = play(single), play(sync)
+        for field in ("observations", "actions", "rewards", "terminated", "truncated", "mask", "episode_returns", "episode_lengths"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert single.state_dict()["env_rng"] == sync.state_dict()["env_rng"]

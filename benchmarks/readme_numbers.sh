@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-makes every measured number and figure in the README, in the order the README shows them, on
-# the machine it runs on (the header says which commit, CPU and versions). About an hour on 2 cores;
+# the machine it runs on (the header says which commit, CPU and versions). About 70 minutes on 2 cores;
 # two runs at a time where the runs are independent.
 #   bash benchmarks/readme_numbers.sh 2>/dev/null | tee readme_numbers.log
 set -euo pipefail
@@ -31,6 +31,8 @@ echo; echo "## Throughput"
 python benchmarks/throughput.py
 echo; echo "## CPU steps/s of the pixel configs (benchmarks/devices.py, CPU column; gpu.sh adds the GPU's)"
 python benchmarks/devices.py --only training --seconds 20 2>&1 | grep '^|'
+echo; echo "## Against Stable-Baselines3's PPO, same hyperparameters, 300k env steps each (needs the bench extra)"
+python benchmarks/sb3_compare.py configs/lunarlander_ppo.yaml configs/halfcheetah_ppo.yaml --env-steps 300000 2>&1 | grep '^|'
 echo; echo "## DDP"
 python benchmarks/ddp_throughput.py
 echo; echo "## Soak"

@@ -26,34 +26,27 @@ SUPPORTED = "Box (any dtype; uint8 images of at least 36×36 go through a CNN), 
 MIN_IMAGE_SIZE = 36  # the Nature CNN's smallest input (8×8/4, 4×4/2, 3×3/1 convolutions)
 
 
+def _flat(node: Any, children: Callable[[Any], Any]) -> Any:
+    """``node`` itself if ``children(node)`` is None, else its leaves as ``{"key/sub": leaf}``."""
+    items = children(node)
+    if items is None:
+        return node
+    flat: dict[str, Any] = {}
+    for key, sub in items:
+        inner = _flat(sub, children)
+        flat.update({f"{key}/{k}": v for k, v in inner.items()} if isinstance(inner, dict) else {str(key): inner})
+    return flat
+
+
 def leaf_spaces(space: gym.Space) -> gym.Space | dict[str, gym.Space]:
     """The space itself, or the flat dict of a Dict / Tuple space's entries (the layout of ``flatten``)."""
-    if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
-        return space
-    items = space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces)
-    leaves: dict[str, gym.Space] = {}
-    for key, sub in items:
-        inner = leaf_spaces(sub)
-        if isinstance(inner, dict):
-            leaves.update({f"{key}/{k}": v for k, v in inner.items()})
-        else:
-            leaves[str(key)] = inner
-    return leaves
+    return _flat(space, lambda s: s.spaces.items() if isinstance(s, gym.spaces.Dict)
+                 else enumerate(s.spaces) if isinstance(s, gym.spaces.Tuple) else None)
 
 
 def flatten(obs: Any) -> Tree:
     """An observation (or a vector env's batch of them) in the layout of ``leaf_spaces``."""
-    if not isinstance(obs, (dict, tuple)):
-        return obs
-    items = obs.items() if isinstance(obs, dict) else enumerate(obs)
-    flat: dict[str, Any] = {}
-    for key, sub in items:
-        inner = flatten(sub)
-        if isinstance(inner, dict):
-            flat.update({f"{key}/{k}": v for k, v in inner.items()})
-        else:
-            flat[str(key)] = inner
-    return flat
+    return _flat(obs, lambda o: o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, tuple) else None)
 
 
 def apply(fn: Callable[[Any], Any], obs: Tree) -> Tree:

@@ -60,10 +60,18 @@ def make_env(
     wrappers, a second one outside them (``WRAPPED_STATS``) reports the episodes a wrapper ends
     before the env does (e.g. a ``TimeLimit`` wrapper), with the rewards the wrappers return.
     """
-    env = RecordEpisodeStatistics(gym.make(env_id, **{**(env_kwargs or {}), **make_kwargs}))
-    for wrap in [*inner, *wrapper_factories(wrappers)]:
+    env = gym.make(env_id, **{**(env_kwargs or {}), **make_kwargs})
+    for wrap in wrapper_chain(wrappers, inner):
         env = wrap(env)
-    return RecordEpisodeStatistics(env, stats_key=WRAPPED_STATS) if wrappers else env
+    return env
+
+
+def wrapper_chain(wrappers: Wrappers, inner: Sequence[Callable[[gym.Env], gym.Env]] = ()) -> list[Callable[[gym.Env], gym.Env]]:
+    """What wraps every env, innermost first: the env's own episode statistics, ``inner``, the
+    config's ``wrappers`` and, when there are any, the statistics taken outside them."""
+    factories = wrapper_factories(wrappers)
+    outer = [functools.partial(RecordEpisodeStatistics, stats_key=WRAPPED_STATS)] if factories else []
+    return [RecordEpisodeStatistics, *inner, *factories, *outer]
 
 
 def probe_spaces(
@@ -117,10 +125,8 @@ def make_vector_env(
             raise ConfigError("wrappers need vectorization 'sync' or 'async' (a native vector env has no per-env wrappers)")
         env = gym.make_vec(env_id, num_envs, vectorization_mode=vectorization, **(env_kwargs or {}))
         return VectorRecordEpisodeStatistics(env)
-    outer = [functools.partial(RecordEpisodeStatistics, stats_key=WRAPPED_STATS)] if wrappers else []
     return gym.make_vec(
-        env_id, num_envs, vectorization_mode=vectorization,
-        wrappers=[RecordEpisodeStatistics, *wrapper_factories(wrappers), *outer], **(env_kwargs or {}),
+        env_id, num_envs, vectorization_mode=vectorization, wrappers=wrapper_chain(wrappers), **(env_kwargs or {}),
     )
 
 

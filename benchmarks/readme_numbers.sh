@@ -3,6 +3,8 @@
 # the machine it runs on (the header says which commit, CPU and versions). About 70 minutes on 2 cores;
 # two runs at a time where the runs are independent.
 #   bash benchmarks/readme_numbers.sh 2>/dev/null | tee readme_numbers.log
+# ROBUSTNESS_FROM=REV skips the hour of seed-robustness runs when benchmarks/same_training.sh REV
+# shows training unchanged since REV, where they were measured (about 25 minutes then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reference=../shared/reference  # the speed yardsticks, where this checkout has them
@@ -10,12 +12,17 @@ echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with unc
 echo "$(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
 python -c "import torch, lightning, gymnasium, numpy; print(f'torch {torch.__version__}, lightning {lightning.__version__}, gymnasium {gymnasium.__version__}, numpy {numpy.__version__}')"
 
-echo; echo "## Seed robustness: 20 seeds each config was not tuned on (100-119)"
-python benchmarks/robustness.py configs/cartpole_ppo.yaml configs/cartpole_a2c.yaml \
-    configs/cartpole_reinforce_baseline.yaml configs/cartpole_reinforce.yaml --seeds 20 --jobs 2 | sed -n '/^seeds /,$p'
-echo; echo "## Harder envs: 5 seeds (100-104)"
-python benchmarks/robustness.py configs/acrobot_ppo.yaml configs/pendulum_ppo.yaml configs/lunarlander_ppo.yaml \
-    configs/halfcheetah_ppo.yaml --seeds 5 --jobs 2 | sed -n '/^seeds /,$p'
+if [ -n "${ROBUSTNESS_FROM:-}" ]; then  # ROBUSTNESS_FROM=REV: keep REV's seed-robustness tables if training is unchanged
+    echo; echo "## Seed robustness: measured at $ROBUSTNESS_FROM; training there and here:"
+    bash benchmarks/same_training.sh "$ROBUSTNESS_FROM"
+else
+    echo; echo "## Seed robustness: 20 seeds each config was not tuned on (100-119)"
+    python benchmarks/robustness.py configs/cartpole_ppo.yaml configs/cartpole_a2c.yaml \
+        configs/cartpole_reinforce_baseline.yaml configs/cartpole_reinforce.yaml --seeds 20 --jobs 2 | sed -n '/^seeds /,$p'
+    echo; echo "## Harder envs: 5 seeds (100-104)"
+    python benchmarks/robustness.py configs/acrobot_ppo.yaml configs/pendulum_ppo.yaml configs/lunarlander_ppo.yaml \
+        configs/halfcheetah_ppo.yaml --seeds 5 --jobs 2 | sed -n '/^seeds /,$p'
+fi
 
 echo; echo "## Time to solve, CartPole PPO, seeds 0-4"
 python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5 | grep -v '^Solved'

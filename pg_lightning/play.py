@@ -12,6 +12,7 @@ evaluation's episodes. Prints each episode's return and length (the env's own, a
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -60,10 +61,8 @@ class FrameRecorder(gym.Wrapper):
 
 
 def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
-    try:
-        from moviepy import ImageSequenceClip
-    except ImportError:
-        raise MissingExtra("--video needs moviepy: pip install 'pg_lightning[video]'") from None
+    from moviepy import ImageSequenceClip
+
     path.parent.mkdir(parents=True, exist_ok=True)
     ImageSequenceClip(frames, fps=fps).write_videofile(str(path), logger=None)
 
@@ -75,6 +74,8 @@ def play(
     """Play ``episodes`` episodes of a checkpoint's policy; returns ``(return, length)`` per episode."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    if video is not None and importlib.util.find_spec("moviepy") is None:  # before playing, not after
+        raise MissingExtra("--video needs moviepy: pip install 'pg_lightning[video]'")
     module = load_module(checkpoint, trusted=trusted)
     hp = module.hparams
     if video is not None:

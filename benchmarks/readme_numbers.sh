@@ -24,14 +24,14 @@ else
         configs/halfcheetah_ppo.yaml --seeds 5 --jobs 2 | sed -n '/^seeds /,$p'
 fi
 
-echo; echo "## Time to solve, CartPole PPO, seeds 0-4"
-python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5 | grep -v '^Solved'
+echo; echo "## Time to solve, CartPole PPO and the seed recipe, seeds 0-4, against the plain-loop yardsticks"
 if [ -d "$reference" ]; then
-    echo "reference limit/ppo_fast.py, seeds 0-4 (solve_s):"
-    for seed in 0 1 2 3 4; do
-        python "$reference/limit/ppo_fast.py" --n-envs 32 --n-steps 16 --epochs 10 --mb 512 --lr 3e-3 --act relu \
-            --shared --anneal-steps 2e5 --seed "$seed" --quiet | tail -1
-    done
+    python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5 --reference "$reference/limit/ppo_fast.py \
+        --n-envs 32 --n-steps 16 --epochs 10 --mb 512 --lr 3e-3 --act relu --shared --anneal-steps 2e5" | grep -v '^Solved'
+    python benchmarks/time_to_solve.py configs/cartpole_reinforce.yaml --seeds 5 \
+        --reference "$reference/limit/reinforce_fast.py" | grep -v '^Solved'
+else
+    python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5 | grep -v '^Solved'
 fi
 
 echo; echo "## Throughput"

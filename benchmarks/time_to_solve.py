@@ -5,6 +5,10 @@ Solved = mean return of the last 100 finished training episodes ≥ the env's re
 "process" adds this process's start-up and imports. One torch thread.
 
     python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5
+
+``--reference "SCRIPT ARGS"`` also runs a yardstick of ``../shared/reference`` (which takes
+``--seed N --quiet`` and prints a JSON line last) on the same seeds, one process per seed after
+ours, and prints the ratios: median time to solve, and time per env step (steps/s).
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import time
 PROCESS_START = time.perf_counter()
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import statistics  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
@@ -103,6 +111,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+N-1")
     parser.add_argument("--max-env-steps", type=int, default=None, help="override the budget")
+    parser.add_argument("--reference", help='a yardstick and its arguments, e.g. "../shared/reference/limit/reinforce_fast.py"')
     args = parser.parse_args()
     torch.set_num_threads(1)
     watch = Stopwatch()
@@ -131,6 +140,24 @@ def main() -> None:
           f"collection {med('collection'):.2f} s, updates {med('updates'):.2f} s, "
           f"logging {med('logging'):.2f} s, other {med('other'):.2f} s")
     print(f"whole process: {time.perf_counter() - PROCESS_START:.1f} s for {len(results)} runs")
+    if args.reference:
+        compare(args.reference, [r["seed"] for r in results], med("seconds"), med("steps_per_second"))
+
+
+def compare(reference: str, seeds: list[int], our_seconds: float, our_rate: float) -> None:
+    """Run the yardstick on ``seeds`` and print its medians and our ratios to them."""
+    runs = []
+    for seed in seeds:
+        out = subprocess.run([sys.executable, *shlex.split(reference), "--seed", str(seed), "--quiet"],
+                             capture_output=True, text=True, check=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    solved = sum(r["solved"] for r in runs)
+    seconds = statistics.median(r["solve_s"] if r["solved"] else r["train_s"] for r in runs)
+    rate = statistics.median(r["sps"] for r in runs)
+    steps = statistics.median(r["solve_steps"] or r["total_steps"] for r in runs)
+    print(f"reference {reference}: solved {solved}/{len(runs)}, median {steps:.0f} env steps, "
+          f"{seconds:.2f} s after imports, {rate:.0f} steps/s")
+    print(f"ratio ours / reference: time to solve {our_seconds / seconds:.2f}x, time per env step {rate / our_rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ class SingleEnv(gym.vector.VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._autoreset, self._return, self._length = False, 0.0, 0
-        return _batch_of_one(obs), info
+        return observations.batch_of_one(obs), info
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         if self._autoreset:
@@ -164,14 +164,10 @@ class SingleEnv(gym.vector.VectorEnv):
             self._autoreset = True
             info = {"episode": {"r": np.array([self._return]), "l": np.array([self._length])},
                     "_episode": np.ones(1, dtype=bool)}
-        return _batch_of_one(obs), np.array([reward], dtype=np.float64), np.array([terminated]), np.array([truncated]), info
+        return observations.batch_of_one(obs), np.array([reward], dtype=np.float64), np.array([terminated]), np.array([truncated]), info
 
     def close_extras(self, **kwargs: Any) -> None:
         self.env.close()
-
-
-def _batch_of_one(obs: Any) -> Any:
-    return observations.apply(lambda a: np.asarray(a)[None], observations.flatten(obs))
 
 
 def _generators(env: gym.vector.VectorEnv) -> list[np.random.Generator]:

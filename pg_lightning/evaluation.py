@@ -79,16 +79,27 @@ def recorded_env(
 
 
 def deterministic_actor(policy: ActorCritic, action_space: gym.Space) -> Callable[[Any], np.ndarray]:
-    """``observation -> action`` of one env: the policy's deterministic action, clipped to Box bounds."""
-    device = next(policy.parameters()).device
-    bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
+    """``observation -> action`` of one env: the policy's deterministic action, as evaluation plays."""
+    device, to_env = next(policy.parameters()).device, env_action(action_space)
 
     def act(obs: Any) -> np.ndarray:
-        batch = observations.apply(lambda a: torch.as_tensor(a, device=device).unsqueeze(0), observations.flatten(obs))
-        action = policy(batch)[0].cpu().numpy()
-        return np.clip(action, *bounds) if bounds is not None else action
+        batch = observations.apply(lambda a: torch.as_tensor(a, device=device), observations.batch_of_one(obs))
+        return to_env(policy(batch)[0].cpu().numpy())
 
     return act
+
+
+def stochastic_actor(policy: ActorCritic, action_space: gym.Space, seed: int) -> Callable[[Any], np.ndarray]:
+    """``observation -> action`` of one env: an action sampled from the policy, as training plays."""
+    sample, rng, to_env = policy.sampler(), np.random.default_rng(seed), env_action(action_space)
+    return lambda obs: to_env(sample(observations.batch_of_one(obs), rng)[0])
+
+
+def env_action(action_space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
+    """What the env is given for a policy's action: clipped to the bounds of a Box space, else as it is."""
+    if isinstance(action_space, gym.spaces.Box):
+        return lambda action: np.clip(action, action_space.low, action_space.high)
+    return lambda action: action
 
 
 def play_episode(env: gym.Env, act: Callable[[Any], np.ndarray], seed: int | None = None) -> tuple[float, int]:

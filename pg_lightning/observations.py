@@ -128,13 +128,9 @@ def preprocess_leaf(space: gym.Space, x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype)
 
 
-def features_dim(space: gym.Space) -> int:
-    """Width of a non-image leaf once preprocessed and flattened."""
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.n)
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return int(space.nvec.sum())
-    return int(np.prod(space.shape))
+def batch_of_one(obs: Any) -> Tree:
+    """One env's observation as a batch of one, in the pipeline's layout."""
+    return apply(lambda a: np.asarray(a)[None], flatten(obs))
 
 
 def flat_batch(obs: Tree) -> Tree:

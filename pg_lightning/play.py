@@ -4,8 +4,8 @@
 
 The env is the checkpoint's: its ``env_id``, ``env_kwargs`` and ``wrappers``; observation
 normalisation uses the checkpointed statistics, frozen. Episode ``k`` is reset with ``seed + k``,
-so ``--deterministic`` (the default, the evaluation's argmax / Gaussian mean) replays the
-evaluation's episodes. Prints each episode's return and length (the env's own, as in training);
+so a checkpoint and a seed always give the same ``--deterministic`` returns (the default: the
+evaluation's argmax / Gaussian mean; ``evaluation.evaluate`` with that seed gives the same). Prints each episode's return and length (the env's own, as in training);
 ``--video`` writes every episode into one mp4 (needs ``moviepy``; no display needed).
 """
 
@@ -21,25 +21,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from pg_lightning import observations
 from pg_lightning.errors import ConfigError, MissingExtra
-from pg_lightning.evaluation import deterministic_actor, play_episode
+from pg_lightning.evaluation import deterministic_actor, play_episode, stochastic_actor
 from pg_lightning.envs import make_env
-from pg_lightning.policies import ActorCritic
 from pg_lightning.registry import load_module
-
-
-def stochastic_actor(policy: ActorCritic, action_space: gym.Space, seed: int) -> Any:
-    """``observation -> action`` sampled from the policy, as training plays (clipped to Box bounds)."""
-    sample, rng = policy.sampler(), np.random.default_rng(seed)
-    bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
-
-    def act(obs: Any) -> np.ndarray:
-        batch = observations.apply(lambda a: np.asarray(a)[None], observations.flatten(obs))
-        action = sample(batch, rng)[0]
-        return np.clip(action, *bounds) if bounds is not None else action
-
-    return act
 
 
 class FrameRecorder(gym.Wrapper):

@@ -19,7 +19,9 @@ from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning import observations
-from pg_lightning.envs import WRAPPED_STATS, Vectorization, Wrappers, make_vector_env, rng_states, set_rng_states
+from pg_lightning.envs import (
+    WRAPPED_STATS, SingleEnv, Vectorization, Wrappers, make_vector_env, rng_states, set_rng_states,
+)
 from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.policies import ActorCritic, Sampler
 
@@ -125,14 +127,18 @@ class Collector:
         env_actions = np.clip(actions, *self._bounds) if self._bounds is not None else actions
         try:
             next_obs, rewards, terminated, truncated, info = self.env.step(env_actions)
-        except Exception as err:  # an env bug must name the env, not surface as a loop traceback
-            raise TrainingError(f"env {self.env_id} raised in step(): {type(err).__name__}: {err}") from err
+        except Exception as err:
+            raise self._env_failed(err) from err
         next_obs = observations.flatten(next_obs)
         mask = ~self._autoreset
         self._autoreset = terminated | truncated
         self._obs, self._fresh = next_obs, False
         ended = mask & self._autoreset
         return Step(obs, actions, rewards, terminated, truncated, mask, next_obs), self._episodes(ended, info)
+
+    def _env_failed(self, err: Exception) -> TrainingError:
+        """An env bug must name the env, not surface as a loop traceback."""
+        return TrainingError(f"env {self.env_id} raised in step(): {type(err).__name__}: {err}")
 
     def _episodes(self, ended: np.ndarray, info: dict[str, Any]) -> Episodes:
         """The episode statistics of one step: the env's own (``RecordEpisodeStatistics`` inside any
@@ -193,6 +199,8 @@ class Collector:
         """
         sample = policy.sampler()
         self._reset()
+        if isinstance(self.env, SingleEnv):
+            return self._one_env_episodes(sample, num_episodes)
         owned = np.arange(self.num_envs) < num_episodes  # env i plays an episode of this batch
         started = int(owned.sum())
         steps, pieces = [], []
@@ -217,6 +225,53 @@ class Collector:
         select = lambda a: a.reshape(-1, *a.shape[2:])[flat][:, None]  # noqa: E731  [T, N, ...] -> [len(flat), 1, ...]
         columns = Step(*(observations.apply(select, observations.stack(c)) for c in zip(*steps)))
         return self._batch(columns, returns, lengths, discarded_steps=real - len(flat))
+
+    def _one_env_episodes(self, sample: Sampler, num_episodes: int) -> Batch:
+        """``episodes`` with one env (a ``SingleEnv``): the same batch and random streams as the
+        general loop (tested), but each step is the env's own ``step`` and the actor, without the
+        vector API's per-step arrays: one env's episodes are consecutive, every step is in the batch."""
+        env, rng, bounds = self.env.env, self.rng, self._bounds
+        obs = self._obs
+        seen, actions, rewards, ends, returns, lengths = [], [], [], [], [], []
+        for episode in range(num_episodes):
+            if episode:  # the autoreset step between episodes, where the general loop draws an action too
+                sample(obs, rng)
+                obs = observations.batch_of_one(env.reset()[0])
+            first = len(rewards)
+            while True:
+                seen.append(obs)
+                action = sample(obs, rng)
+                actions.append(action)
+                try:
+                    raw, reward, terminated, truncated, _ = env.step(
+                        self.env.env_action(np.clip(action, *bounds) if bounds is not None else action))
+                except Exception as err:
+                    raise self._env_failed(err) from err
+                obs = observations.batch_of_one(raw)
+                rewards.append(reward)
+                if terminated or truncated:
+                    break
+            seen.append(obs)  # the final observation: next_observations' last
+            ends.append((len(rewards), terminated, truncated))
+            episode_return = 0.0
+            for reward in rewards[first:]:
+                episode_return += float(reward)
+            returns.append(episode_return)
+            lengths.append(len(rewards) - first)
+        self.env.episode_ended()
+        self._obs, self._fresh, self._autoreset = obs, False, np.ones(1, dtype=bool)
+        steps = len(rewards)
+        terminated_, truncated_ = np.zeros((steps, 1), dtype=bool), np.zeros((steps, 1), dtype=bool)
+        for end, term, trunc in ends:
+            terminated_[end - 1], truncated_[end - 1] = term, trunc
+        # seen holds each episode's observations and its final one: T + 1 entries per episode
+        index = np.arange(steps) + np.repeat(np.arange(len(ends)), lengths)
+        stacked = observations.stack(seen)
+        step = Step(
+            observations.apply(lambda a: a[index], stacked), np.stack(actions), np.array(rewards, dtype=np.float64)[:, None],
+            terminated_, truncated_, np.ones((steps, 1), dtype=bool), observations.apply(lambda a: a[index + 1], stacked),
+        )
+        return self._batch(step, returns, lengths)
 
     def state_dict(self) -> dict[str, Any]:
         """What resuming needs beyond the weights: RNG states and the returns window (plain types)."""

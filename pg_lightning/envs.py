@@ -147,6 +147,15 @@ class SingleEnv(gym.vector.VectorEnv):
         # a Python int passes Discrete.contains (checked by many envs' step) ~5x faster than a numpy integer
         self._action = int if isinstance(env.action_space, gym.spaces.Discrete) else (lambda a: a)
 
+    def env_action(self, actions: np.ndarray) -> Any:
+        """The env's action from a batch of one action."""
+        return self._action(actions[0])
+
+    def episode_ended(self) -> None:
+        """An episode played on ``self.env`` directly (see ``Collector.episodes``) has ended: the
+        next ``step`` is its autoreset."""
+        self._autoreset = True
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._autoreset, self._return, self._length = False, 0.0, 0
@@ -156,7 +165,7 @@ class SingleEnv(gym.vector.VectorEnv):
         if self._autoreset:
             obs, _ = self.reset()
             return obs, np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), {}
-        obs, reward, terminated, truncated, _ = self.env.step(self._action(actions[0]))
+        obs, reward, terminated, truncated, _ = self.env.step(self.env_action(actions))
         self._return += float(reward)
         self._length += 1
         info: dict[str, Any] = {}

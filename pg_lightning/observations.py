@@ -130,6 +130,8 @@ def preprocess_leaf(space: gym.Space, x: Tensor, dtype: torch.dtype) -> Tensor:
 
 def batch_of_one(obs: Any) -> Tree:
     """One env's observation as a batch of one, in the pipeline's layout."""
+    if isinstance(obs, np.ndarray):  # the common case, once per env step with one env
+        return obs[None]
     return apply(lambda a: np.asarray(a)[None], flatten(obs))
 
 

@@ -25,9 +25,9 @@ from pg_lightning.normalization import RunningMeanStd
 from pg_lightning.observations import check_space, event_ndim, is_image, leaf_spaces, preprocess_leaf
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
-NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": lambda h: np.maximum(h, 0.0),
-    "tanh": np.tanh,
+NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {  # may overwrite their argument
+    "relu": lambda h: np.maximum(h, 0.0, out=h),
+    "tanh": lambda h: np.tanh(h, out=h),
     "elu": lambda h: np.where(h > 0, h, np.expm1(np.minimum(h, 0.0))),
     "silu": lambda h: h / (1.0 + np.exp(-h)),
 }
@@ -68,7 +68,8 @@ class CategoricalHead(nn.Module):
         cuts = np.cumsum(self.nvec)[:-1]
 
         def sample(params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            scores = params - np.log(rng.exponential(size=params.shape))
+            scores = rng.exponential(size=params.shape)
+            np.subtract(params, np.log(scores, out=scores), out=scores)
             if not self.multi:
                 return scores.argmax(-1)
             return np.stack([part.argmax(-1) for part in np.split(scores, cuts, axis=-1)], -1)
@@ -262,9 +263,13 @@ class ActorCritic(nn.Module):
             x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
             if rms is not None:
                 x = np.clip((x - mean.reshape(-1)) * inv_std.reshape(-1), -rms.clip, rms.clip)
-            for w, b in layers:
-                x = activation(x @ w + b)
-            return x @ out_w + out_b
+            for w, b in layers:  # in place: one allocation per layer (~1 µs each at batch 1)
+                x = x @ w
+                x += b
+                x = activation(x)
+            x = x @ out_w
+            x += out_b
+            return x
 
         return params
 

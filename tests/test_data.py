@@ -150,8 +150,13 @@ def test_single_env_plays_exactly_as_a_one_env_sync_vector_env(env_id):
     single, sync = (Collector(env_id, 1, seed=3, vectorization=v) for v in ("auto", "sync"))
     assert type(single.env).__name__ == "SingleEnv" and type(sync.env.unwrapped).__name__ == "SyncVectorEnv"
     policy = ActorCritic(single.env.single_observation_space, single.env.single_action_space)
-    for play in (lambda c: c.episodes(policy, 2), lambda c: c.rollout(policy, 230), lambda c: c.episodes(policy, 1)):
+    plays = (lambda c: c.episodes(policy, 3), lambda c: c.rollout(policy, 230), lambda c: c.episodes(policy, 1),
+             lambda c: c.rollout(policy, 7), lambda c: c.episodes(policy, 2))
+    for play in plays:
         a, b = play(single), play(sync)
-        for field in ("observations", "actions", "rewards", "terminated", "truncated", "mask", "episode_returns", "episode_lengths"):
+        for field in ("observations", "actions", "rewards", "terminated", "truncated", "mask", "next_observations",
+                      "episode_returns", "episode_lengths"):
             assert torch.equal(getattr(a, field), getattr(b, field)), field
-    assert single.state_dict()["env_rng"] == sync.state_dict()["env_rng"]
+            assert getattr(a, field).dtype == getattr(b, field).dtype, field
+        assert a.discarded_steps == b.discarded_steps
+    assert single.state_dict() == sync.state_dict()  # envs' and actions' generators, returns window

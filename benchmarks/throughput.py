@@ -15,12 +15,14 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
@@ -47,6 +49,38 @@ def collector_throughput(num_envs: int, numpy_actor: bool = True, vectorization:
         rates.append(steps * num_envs / (time.perf_counter() - start))
     collector.close()
     return statistics.median(rates)
+
+
+def episode_throughput(steps: int = 40_000, repeats: int = 5) -> tuple[float, float, float]:
+    """Median µs per env step of one-env episode batches (``Collector.episodes(policy, 1)``, the
+    seed recipe's collection, batch building included), of a bare loop of the env's ``step`` and
+    the numpy actor on the same env, and of the env's ``step`` alone."""
+    collector = Collector("CartPole-v1", 1, seed=0)
+    env = collector.env.env
+    policy = ActorCritic(collector.env.single_observation_space, collector.env.single_action_space)
+    rng = np.random.default_rng(0)
+
+    def batches() -> int:
+        return collector.episodes(policy, 1).env_steps
+
+    def bare(act) -> int:
+        obs, _ = env.reset()
+        for t in itertools.count(1):
+            obs, _, terminated, truncated, _ = env.step(act(obs))
+            if terminated or truncated:
+                return t
+
+    sample = policy.sampler()
+    loops = (batches, lambda: bare(lambda obs: int(sample(obs[None], rng)[0])), lambda: bare(lambda obs: int(rng.random() < 0.5)))
+    times: list[list[float]] = [[] for _ in loops]
+    for _ in range(repeats):  # interleaved, so that a noisy neighbour slows all three alike
+        for loop, out in zip(loops, times):
+            done, start = 0, time.perf_counter()
+            while done < steps // repeats:
+                done += loop()
+            out.append((time.perf_counter() - start) / done * 1e6)
+    collector.close()
+    return tuple(statistics.median(t) for t in times)
 
 
 def fit(module: L.LightningModule, updates: int) -> float:
@@ -157,6 +191,9 @@ def main() -> None:
         print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f} {1e6 / torch_rate:>26.2f}")
     sync = collector_throughput(1, vectorization="sync")
     print(f"one env through a SyncVectorEnv (the path before SingleEnv): {sync:.0f} transitions/s, {1e6 / sync:.2f} µs")
+    batches, bare, env_only = episode_throughput()
+    print(f"\none-env episode batches (the seed recipe's collection): {batches:.2f} µs per env step; the env's step "
+          f"and the numpy actor in a bare loop: {bare:.2f} µs; the env's step alone: {env_only:.2f} µs")
     print(f"\n{'algorithm':<10} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
     scale = args.updates_scale
     overhead("REINFORCE", lambda: Reinforce(seed=0), reinforce_update, int(300 * scale))

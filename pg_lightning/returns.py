@@ -24,12 +24,19 @@ def _check_time_major(**tensors: Tensor) -> None:
 def reverse_discounted_sum(x: Tensor, discounts: Tensor) -> Tensor:
     """``y[t] = x[t] + discounts[t] * y[t + 1]`` with ``y[T] = 0``, along dim 0.
 
-    The one recursion behind discounted returns and GAE. Runs as a numpy loop over time on
-    ``[N]`` rows: ~0.4 ms for T=500, several times faster than the same loop in torch ops.
+    The one recursion behind discounted returns and GAE. Runs as a loop over time in float64:
+    on Python floats for one column (an episode batch: ~80 µs for T=500), on numpy ``[N]`` rows
+    otherwise (~0.5 ms for T=500); either is several times faster than the loop in torch ops.
     """
     _check_time_major(x=x, discounts=discounts)
     xs = x.detach().cpu().double().numpy()
     ds = discounts.detach().cpu().double().numpy()
+    if xs[0].size == 1:
+        column, acc = [], 0.0
+        for x_t, d_t in zip(reversed(xs.ravel().tolist()), reversed(ds.ravel().tolist())):
+            acc = x_t + d_t * acc
+            column.append(acc)
+        return torch.tensor(column[::-1], dtype=torch.float64).reshape(x.shape).to(device=x.device, dtype=x.dtype)
     ys = np.empty_like(xs)
     acc = np.zeros_like(xs[0])
     for t in range(xs.shape[0] - 1, -1, -1):

@@ -55,6 +55,17 @@ def test_reverse_discounted_sum_keeps_dtype_and_columns_independent():
     assert_close(y, torch.tensor([[2.0, 12.0], [1.0, 20.0]]))
 
 
+def test_reverse_discounted_sum_one_column_equals_the_rows_loop_exactly():
+    """One column (an episode batch) takes a Python-float loop; it must give the row loop's bits."""
+    torch.manual_seed(0)
+    x, d = torch.randn(300, 2), torch.rand(300, 2)
+    both = reverse_discounted_sum(x, d)
+    for shape in ((300,), (300, 1)):
+        one = reverse_discounted_sum(x[:, 1].reshape(shape), d[:, 1].reshape(shape))
+        assert one.shape == shape and one.dtype == x.dtype
+        assert torch.equal(one.flatten(), both[:, 1])
+
+
 def test_reverse_discounted_sum_shape_mismatch_raises():
     with pytest.raises(ValueError):
         reverse_discounted_sum(torch.zeros(3), torch.zeros(4))

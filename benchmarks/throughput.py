@@ -7,7 +7,8 @@
    loop that performs the identical updates with the same collector, losses and optimiser, and
    writes the same metrics to the same kind of CSV logger every 10 updates — checked by
    comparing the final weights — for REINFORCE (the seed recipe) and PPO
-   (configs/cartpole_ppo.yaml). Printed as steps/s and the ratio fit / plain (1.0 = no overhead).
+   (configs/cartpole_ppo.yaml). Printed as median steps/s of 3 alternating runs each and the median ratio fit / plain
+   (1.0 = no overhead).
 
     python benchmarks/throughput.py [--updates-scale 1.0]
 """
@@ -167,16 +168,23 @@ def ppo_update(module: PPO, collector, optimizer):
     return batch, terms
 
 
-def overhead(name: str, make, update, updates: int) -> None:
-    lightning_module, plain_module = make(), make()
-    fit_seconds = fit(lightning_module, updates)
-    plain_seconds = plain_loop(plain_module, updates, update)
-    same = all(torch.equal(a, b) for a, b in zip(lightning_module.policy.state_dict().values(),
-                                                  plain_module.policy.state_dict().values()))
-    fit_rate = lightning_module.env_steps / fit_seconds
-    plain_rate = plain_module.env_steps / plain_seconds
+def overhead(name: str, make, update, updates: int, rounds: int = 3) -> None:
+    """Median steps/s of ``Trainer.fit`` and of the plain loop over ``rounds`` alternating runs
+    (a noisy neighbour slows both alike), after one short warm-up fit (first-use costs)."""
+    fit(make(), 3)
+    fit_rates, plain_rates, same = [], [], True
+    for _ in range(rounds):
+        lightning_module, plain_module = make(), make()
+        fit_seconds = fit(lightning_module, updates)
+        plain_seconds = plain_loop(plain_module, updates, update)
+        same &= all(torch.equal(a, b) for a, b in zip(lightning_module.policy.state_dict().values(),
+                                                       plain_module.policy.state_dict().values()))
+        fit_rates.append(lightning_module.env_steps / fit_seconds)
+        plain_rates.append(plain_module.env_steps / plain_seconds)
+    fit_rate, plain_rate = statistics.median(fit_rates), statistics.median(plain_rates)
+    ratio = statistics.median(f / p for f, p in zip(fit_rates, plain_rates))
     print(f"{name:<10} {updates:>7} {lightning_module.env_steps:>9} {fit_rate:>10.0f} {plain_rate:>10.0f} "
-          f"{fit_rate / plain_rate:>6.2f} {'yes' if same else 'NO'}")
+          f"{ratio:>6.2f} {'yes' if same else 'NO'}")
 
 
 def main() -> None:

@@ -312,6 +312,9 @@ class EpisodeDataset(IterableDataset):
     def __iter__(self):
         yield self.collector.episodes(self.policy, self.episodes_per_batch)
 
+    def __len__(self) -> int:
+        return 1
+
 
 class RolloutDataset(IterableDataset):
     """Yields one ``n_steps × num_envs`` rollout played by ``policy``'s current weights."""
@@ -321,3 +324,6 @@ class RolloutDataset(IterableDataset):
 
     def __iter__(self):
         yield self.collector.rollout(self.policy, self.n_steps)
+
+    def __len__(self) -> int:
+        return 1

@@ -59,12 +59,39 @@ def test_validate_and_periodic_evaluation_log_val_metrics(quiet_trainer_kwargs):
     assert tested["test/episode_return"] == pytest.approx(direct["returns"].mean())
 
 
-def test_no_evaluation_during_fit_by_default(quiet_trainer_kwargs):
+class CountValidation(L.Callback):
+    def __init__(self):
+        self.runs = 0
+
+    def on_validation_start(self, trainer, module):
+        self.runs += 1
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_no_evaluation_during_fit_by_default_and_validate_works_after(quiet_trainer_kwargs, fails):
+    """A fit without evaluation runs no validation loop at all (the module switches the Trainer's
+    limit_val_batches off for the fit): after it, finished or raised, the Trainer's setting is
+    back and ``validate`` plays episodes."""
     module = Reinforce(seed=0)
     quiet_trainer_kwargs["max_epochs"] = 2
-    trainer = L.Trainer(**quiet_trainer_kwargs)
-    trainer.fit(module)
+    count = CountValidation()
+
+    class Fail(L.Callback):
+        def on_train_batch_end(self, *args):
+            raise RuntimeError("a user's callback failed")
+
+    trainer = L.Trainer(**quiet_trainer_kwargs, callbacks=[count] + ([Fail()] if fails else []))
+    if fails:
+        with pytest.raises(RuntimeError, match="a user's callback failed"):
+            trainer.fit(module)
+    else:
+        trainer.fit(module)
+    assert count.runs == 0
     assert not any(k.startswith("val/") for k in trainer.callback_metrics)
+    (validated,) = trainer.validate(module)
+    assert count.runs == 1 and trainer.limit_val_batches == 1.0
+    direct = evaluate(module.policy, "CartPole-v1", 10, seed=0 + 1_000_003)
+    assert validated["val/episode_return"] == pytest.approx(direct["returns"].mean())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("moviepy") is None, reason="video recording needs moviepy (extra 'video')")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -50,7 +51,7 @@ class Batch:
     episode_lengths: Tensor
     discarded_steps: int = 0
 
-    @property
+    @cached_property
     def num_steps(self) -> int:
         """Real transitions in the batch (autoreset steps excluded)."""
         return int(self.mask.sum())

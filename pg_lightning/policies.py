@@ -251,9 +251,10 @@ class ActorCritic(nn.Module):
         return lambda obs, rng: draw(params(obs), rng)
 
     def _numpy_actor(self) -> Callable[[np.ndarray], np.ndarray]:
-        copy = lambda t: t.detach().cpu().numpy().copy()  # noqa: E731
-        layers = [(copy(m.weight.T), copy(m.bias)) for m in self.trunk if isinstance(m, nn.Linear)]
-        out_w, out_b = copy(self.actor_out.weight.T), copy(self.actor_out.bias)
+        copy = lambda t: t.detach().numpy().copy()  # noqa: E731  (the policy is on the CPU: see sampler)
+        linear = lambda m: (m.weight.detach().numpy().T.copy(), copy(m.bias))  # noqa: E731  weight C-ordered [in, out]
+        layers = [linear(m) for m in self.trunk if isinstance(m, nn.Linear)]
+        out_w, out_b = linear(self.actor_out)
         activation = NUMPY_ACTIVATIONS[self.activation]
         rms = self.obs_rms
         if rms is not None:

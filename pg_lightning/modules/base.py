@@ -4,6 +4,7 @@ normalisation statistics and checkpoint state. The algorithms (one file each) ad
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from typing import Any
@@ -229,9 +230,9 @@ class PolicyGradient(L.LightningModule):
             torch.nn.utils.clip_grads_with_norm_(params, self.hparams.max_grad_norm, norm, foreach=True)
 
     def is_finite(self, value: Tensor) -> bool:
-        """Whether ``value`` is finite on every process; if not, count a skipped update (and give
-        up after ``max_skipped_updates`` in a row). Every process decides the same way."""
-        if distributed.reduce(self.trainer, [float(torch.isfinite(value).all())], "min")[0]:
+        """Whether the scalar ``value`` is finite on every process; if not, count a skipped update
+        (and give up after ``max_skipped_updates`` in a row). Every process decides the same way."""
+        if distributed.reduce(self.trainer, [float(math.isfinite(float(value)))], "min")[0]:
             self._skipped_in_a_row = 0
             return True
         self.skipped_updates += 1
@@ -309,9 +310,9 @@ class PolicyGradient(L.LightningModule):
         if episodes:
             metrics["train/episode_return"] = return_sum / episodes
             metrics["train/episode_length"] = length_sum / episodes
-        trainer.callback_metrics.update(
-            {k: v if isinstance(v, Tensor) else torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()}
-        )
+        numbers = [k for k, v in metrics.items() if not isinstance(v, Tensor)]  # as tensors in one call
+        trainer.callback_metrics.update(metrics)
+        trainer.callback_metrics.update(zip(numbers, torch.tensor([metrics[k] for k in numbers], dtype=torch.float64)))
         trainer.progress_bar_metrics.update({k: metrics[k] for k in PROGRESS_BAR if k in metrics})
         self._unlogged = metrics
         if (trainer.current_epoch + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:

@@ -126,6 +126,7 @@ def plain_loop(module: L.LightningModule, updates: int, update) -> float:
     """Seconds for ``updates`` calls of ``update(module, collector, optimizer) -> (batch, terms)``,
     counting env steps and logging as a hand-written loop would, without Lightning."""
     collector = module.make_collector()
+    module.gradient_seconds = 0.0  # what the update spends outside collection (PPO's counts it)
     optimizers = module.configure_optimizers()  # with anneal_lr a dict; the update sets the lr itself
     optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
     with tempfile.TemporaryDirectory() as logs:
@@ -152,39 +153,72 @@ def reinforce_update(module: Reinforce, collector, optimizer):
 
 
 def ppo_update(module: PPO, collector, optimizer):
-    """One PPO update with full-batch epochs, as in configs/cartpole_ppo.yaml."""
+    """One PPO update as ``PPO.training_step`` does it (full-batch epochs, or shuffled minibatches
+    drawn from the module's own generator), as a hand-written loop would."""
     hp = module.hparams
-    assert hp.minibatch_size is None and hp.target_kl is None, "this loop does full-batch epochs"
+    assert hp.target_kl is None and not hp.anneal_clip_range, "this loop has no early stop or clip schedule"
     for group in optimizer.param_groups:  # linear lr annealing over the env-step budget
         group["lr"] = hp.lr * (1.0 - module.progress) if hp.anneal_lr else hp.lr
     batch = collector.rollout(module.policy, hp.n_steps)
+    start = time.perf_counter()
     data = module.rollout_data(batch)
+    minibatches = -(-len(data) // hp.minibatch_size) if hp.minibatch_size else 1
     for _ in range(hp.update_epochs):
-        terms = module.minibatch_losses(data, hp.clip_range)
-        optimizer.zero_grad()
-        terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)
-        optimizer.step()
+        parts = [data]
+        if minibatches > 1:
+            order = torch.randperm(len(data), generator=module.shuffle)
+            parts = [data.select(index) for index in order.tensor_split(minibatches)]
+        for part in parts:
+            terms = module.minibatch_losses(part, hp.clip_range)
+            optimizer.zero_grad()
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), hp.max_grad_norm)
+            optimizer.step()
+    module.gradient_seconds += time.perf_counter() - start
     return batch, terms
+
+
+def timed_training_step(module: L.LightningModule) -> L.LightningModule:
+    """``module`` with the wall time of its training steps (its updates, not collection) summed in
+    ``module.gradient_seconds``."""
+    step = module.training_step
+    module.gradient_seconds = 0.0
+
+    def training_step(batch, batch_idx):
+        start = time.perf_counter()
+        out = step(batch, batch_idx)
+        module.gradient_seconds += time.perf_counter() - start
+        return out
+
+    module.training_step = training_step
+    return module
 
 
 def overhead(name: str, make, update, updates: int, rounds: int = 3) -> None:
     """Median steps/s of ``Trainer.fit`` and of the plain loop over ``rounds`` alternating runs
-    (a noisy neighbour slows both alike), after one short warm-up fit (first-use costs)."""
+    (a noisy neighbour slows both alike), after one short warm-up fit (first-use costs). For PPO
+    with minibatches, also the median µs per gradient step of both (updates without collection)."""
     fit(make(), 3)
-    fit_rates, plain_rates, same = [], [], True
+    fit_rates, plain_rates, step_ratios, same = [], [], [], True
     for _ in range(rounds):
-        lightning_module, plain_module = make(), make()
+        lightning_module, plain_module = timed_training_step(make()), make()
         fit_seconds = fit(lightning_module, updates)
         plain_seconds = plain_loop(plain_module, updates, update)
         same &= all(torch.equal(a, b) for a, b in zip(lightning_module.policy.state_dict().values(),
                                                        plain_module.policy.state_dict().values()))
         fit_rates.append(lightning_module.env_steps / fit_seconds)
         plain_rates.append(plain_module.env_steps / plain_seconds)
+        step_ratios.append((lightning_module.gradient_seconds, plain_module.gradient_seconds))
     fit_rate, plain_rate = statistics.median(fit_rates), statistics.median(plain_rates)
     ratio = statistics.median(f / p for f, p in zip(fit_rates, plain_rates))
-    print(f"{name:<10} {updates:>7} {lightning_module.env_steps:>9} {fit_rate:>10.0f} {plain_rate:>10.0f} "
+    print(f"{name:<26} {updates:>7} {lightning_module.env_steps:>9} {fit_rate:>10.0f} {plain_rate:>10.0f} "
           f"{ratio:>6.2f} {'yes' if same else 'NO'}")
+    hp = lightning_module.hparams
+    if getattr(hp, "minibatch_size", None):
+        steps = updates * hp.update_epochs * -(-hp.n_steps * hp.num_envs // hp.minibatch_size)
+        ours, plain = (statistics.median(s[i] for s in step_ratios) / steps * 1e6 for i in (0, 1))
+        print(f"{'':<26} gradient step on {hp.minibatch_size} samples: Trainer.fit {ours:.0f} µs, plain loop "
+              f"{plain:.0f} µs ({ours / plain:.2f}x; each update's whole time outside collection / its steps)")
 
 
 def main() -> None:
@@ -202,11 +236,13 @@ def main() -> None:
     batches, bare, env_only = episode_throughput()
     print(f"\none-env episode batches (the seed recipe's collection): {batches:.2f} µs per env step; the env's step "
           f"and the numpy actor in a bare loop: {bare:.2f} µs; the env's step alone: {env_only:.2f} µs")
-    print(f"\n{'algorithm':<10} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
+    print(f"\n{'algorithm':<26} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
     scale = args.updates_scale
     overhead("REINFORCE", lambda: Reinforce(seed=0), reinforce_update, int(300 * scale))
     overhead("PPO", lambda: model_from_config(str(ROOT / "configs/cartpole_ppo.yaml"), seed=0),
              ppo_update, int(100 * scale))
+    overhead("PPO lunarlander_ppo.yaml", lambda: model_from_config(str(ROOT / "configs/lunarlander_ppo.yaml"), seed=0),
+             ppo_update, int(4 * scale))
 
 
 if __name__ == "__main__":

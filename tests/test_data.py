@@ -143,7 +143,7 @@ def test_collector_state_round_trip_restores_returns_window_and_rng():
     assert torch.equal(collector.episodes(policy, 2).observations, resumed.episodes(policy, 2).observations)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "user_envs:UserEnvs/CueDict-v0", "user_envs:UserEnvs/Parity-v0"])
 def test_single_env_plays_exactly_as_a_one_env_sync_vector_env(env_id):
     """The one-env fast path keeps the vector env's autoreset, truncation and statistics: the same
     transitions, episode returns and lengths, batch after batch, for episodes and rollouts."""
@@ -156,7 +156,12 @@ def test_single_env_plays_exactly_as_a_one_env_sync_vector_env(env_id):
         a, b = play(single), play(sync)
         for field in ("observations", "actions", "rewards", "terminated", "truncated", "mask", "next_observations",
                       "episode_returns", "episode_lengths"):
-            assert torch.equal(getattr(a, field), getattr(b, field)), field
-            assert getattr(a, field).dtype == getattr(b, field).dtype, field
+            mine, theirs = getattr(a, field), getattr(b, field)
+            if isinstance(mine, dict):  # Dict observations: one tensor per entry
+                assert mine.keys() == theirs.keys(), field
+                assert all(mine[k].dtype == theirs[k].dtype for k in mine), field
+                mine, theirs = (torch.cat([obs[k].reshape(*obs[k].shape[:2], -1).double() for k in sorted(obs)], -1)
+                                for obs in (mine, theirs))
+            assert torch.equal(mine, theirs) and mine.dtype == theirs.dtype, field
         assert a.discarded_steps == b.discarded_steps
     assert single.state_dict() == sync.state_dict()  # envs' and actions' generators, returns window

@@ -105,6 +105,6 @@ class A2C(ActorCriticBase):
             ),
         }
         terms["loss"] = (
-            terms["policy_loss"] + hp.value_coef * terms["value_loss"] + self.entropy_term(terms["entropy"])
+            self.add_entropy_bonus(terms["policy_loss"] + hp.value_coef * terms["value_loss"], terms["entropy"])
         )
         return terms

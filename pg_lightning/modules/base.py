@@ -42,6 +42,14 @@ class _NoProfiler(PassThroughProfiler):
         return self._nothing
 
 
+def clear_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.zero_grad()`` (gradients set to None, its default) without the profiling
+    wrapper of torch's method (~30 µs a call, once per gradient step)."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            parameter.grad = None
+
+
 class PolicyGradient(L.LightningModule):
     """Base of the algorithms: owns the run, not used directly.
 
@@ -374,5 +382,11 @@ class PolicyGradient(L.LightningModule):
             self._collector_state = None
         self.reward_running_return = torch.zeros(self.batch_columns)  # the collector restarts every episode
 
-    def entropy_term(self, entropy: Tensor) -> Tensor:
-        return -self.hparams.entropy_coef * entropy
+    def add_entropy_bonus(self, loss: Tensor, entropy: Tensor) -> Tensor:
+        """``loss - entropy_coef · entropy``; without a bonus the entropy stays out of the graph
+        (its backward is ~10% of a small network's)."""
+        coef = self.hparams.entropy_coef
+        return loss - coef * entropy if coef else loss
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        clear_gradients(optimizer)

@@ -16,6 +16,7 @@ from pg_lightning.errors import require
 from pg_lightning.modules.a2c import ActorCriticBase
 from pg_lightning.observations import flat_batch
 from pg_lightning.modules.arguments import shared_args_documented
+from pg_lightning.modules.base import clear_gradients
 from pg_lightning.returns import normalize
 
 
@@ -119,7 +120,7 @@ class PPO(ActorCriticBase):
             "approx_kl": approx_kl,
             "clip_fraction": clip_fraction,
         }
-        terms["loss"] = policy_loss + hp.value_coef * terms["value_loss"] + self.entropy_term(terms["entropy"])
+        terms["loss"] = self.add_entropy_bonus(policy_loss + hp.value_coef * terms["value_loss"], terms["entropy"])
         return terms
 
     def rollout_data(self, batch: Batch) -> Transitions:
@@ -153,7 +154,7 @@ class PPO(ActorCriticBase):
                 parts = [data.select(index) for index in order.tensor_split(minibatches)]
             for part in parts:
                 terms = self.minibatch_losses(part, clip_range)
-                optimizer.zero_grad()
+                clear_gradients(optimizer)
                 self.manual_backward(terms["loss"])
                 optimizer.step()  # gradient clipping: on_before_optimizer_step
                 history.append(terms)

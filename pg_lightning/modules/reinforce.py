@@ -114,7 +114,7 @@ class Reinforce(PolicyGradient):
             "policy_loss": losses.reinforce_loss(log_probs, weights, hp.reduction),
             "entropy": entropy.mean(),
         }
-        loss = terms["policy_loss"] + self.entropy_term(reduce(entropy))
+        loss = self.add_entropy_bonus(terms["policy_loss"], reduce(entropy))
         if values is not None:
             terms["value_loss"] = losses.value_loss(values, returns)
             loss = loss + hp.value_coef * terms["value_loss"]

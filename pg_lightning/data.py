@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
@@ -21,7 +20,7 @@ from torch.utils.data import IterableDataset
 
 from pg_lightning import observations
 from pg_lightning.envs import (
-    WRAPPED_STATS, SingleEnv, Vectorization, Wrappers, make_vector_env, rng_states, set_rng_states,
+    WRAPPED_STATS, SingleEnv, Vectorization, Wrappers, env_action, make_vector_env, rng_states, set_rng_states,
 )
 from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.policies import ActorCritic, Sampler
@@ -104,8 +103,7 @@ class Collector:
     ):
         self.env = make_vector_env(env_id, num_envs, env_kwargs, vectorization, wrappers)
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
-        space = self.env.single_action_space
-        self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+        self._to_env = env_action(self.env.single_action_space)
         self.recent_returns: deque[float] = deque(maxlen=window)
         self.rng = np.random.default_rng([seed, 0x5A3])  # not the envs' own streams
         self._obs = observations.flatten(self.env.reset(seed=seed)[0])
@@ -125,7 +123,7 @@ class Collector:
         """One step of every env, and the episodes that ended on it."""
         obs = self._obs
         actions = sample(obs, self.rng)
-        env_actions = np.clip(actions, *self._bounds) if self._bounds is not None else actions
+        env_actions = self._to_env(actions)
         try:
             next_obs, rewards, terminated, truncated, info = self.env.step(env_actions)
         except Exception as err:
@@ -231,7 +229,7 @@ class Collector:
         """``episodes`` with one env (a ``SingleEnv``): the same batch and random streams as the
         general loop (tested), but each step is the env's own ``step`` and the actor, without the
         vector API's per-step arrays: one env's episodes are consecutive, every step is in the batch."""
-        env, rng, bounds = self.env.env, self.rng, self._bounds
+        env, rng, to_env = self.env.env, self.rng, self._to_env
         obs = self._obs
         seen, actions, rewards, ends, returns, lengths = [], [], [], [], [], []
         for episode in range(num_episodes):
@@ -244,8 +242,7 @@ class Collector:
                 action = sample(obs, rng)
                 actions.append(action)
                 try:
-                    raw, reward, terminated, truncated, _ = env.step(
-                        self.env.env_action(np.clip(action, *bounds) if bounds is not None else action))
+                    raw, reward, terminated, truncated, _ = env.step(self.env.single_action(to_env(action)))
                 except Exception as err:
                     raise self._env_failed(err) from err
                 obs = observations.batch_of_one(raw)

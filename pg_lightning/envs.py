@@ -130,6 +130,14 @@ def make_vector_env(
     )
 
 
+def env_action(action_space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
+    """What the env is given for a policy's action (or a batch of them): clipped to the bounds of
+    a Box space, else as it is."""
+    if isinstance(action_space, gym.spaces.Box):
+        return lambda action: np.clip(action, action_space.low, action_space.high)
+    return lambda action: action
+
+
 class SingleEnv(gym.vector.VectorEnv):
     """One env behind the vector API without a vector env's per-step bookkeeping, with the same
     semantics as a one-env ``SyncVectorEnv`` with ``RecordEpisodeStatistics``: next-step autoreset
@@ -147,7 +155,7 @@ class SingleEnv(gym.vector.VectorEnv):
         # a Python int passes Discrete.contains (checked by many envs' step) ~5x faster than a numpy integer
         self._action = int if isinstance(env.action_space, gym.spaces.Discrete) else (lambda a: a)
 
-    def env_action(self, actions: np.ndarray) -> Any:
+    def single_action(self, actions: np.ndarray) -> Any:
         """The env's action from a batch of one action."""
         return self._action(actions[0])
 
@@ -165,7 +173,7 @@ class SingleEnv(gym.vector.VectorEnv):
         if self._autoreset:
             obs, _ = self.reset()
             return obs, np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), {}
-        obs, reward, terminated, truncated, _ = self.env.step(self.env_action(actions))
+        obs, reward, terminated, truncated, _ = self.env.step(self.single_action(actions))
         self._return += float(reward)
         self._length += 1
         info: dict[str, Any] = {}

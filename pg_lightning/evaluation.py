@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning import observations
-from pg_lightning.envs import Wrappers, make_env
+from pg_lightning.envs import Wrappers, env_action, make_env
 from pg_lightning.loggers import axis, run_folder
 from pg_lightning.policies import ActorCritic
 
@@ -93,13 +93,6 @@ def stochastic_actor(policy: ActorCritic, action_space: gym.Space, seed: int) ->
     """``observation -> action`` of one env: an action sampled from the policy, as training plays."""
     sample, rng, to_env = policy.sampler(), np.random.default_rng(seed), env_action(action_space)
     return lambda obs: to_env(sample(observations.batch_of_one(obs), rng)[0])
-
-
-def env_action(action_space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
-    """What the env is given for a policy's action: clipped to the bounds of a Box space, else as it is."""
-    if isinstance(action_space, gym.spaces.Box):
-        return lambda action: np.clip(action, action_space.low, action_space.high)
-    return lambda action: action
 
 
 def play_episode(env: gym.Env, act: Callable[[Any], np.ndarray], seed: int | None = None) -> tuple[float, int]:

@@ -196,10 +196,10 @@ class Collector:
         towards short episodes; the steps of episodes started after that are discarded (and
         counted in ``discarded_steps``).
         """
-        sample = policy.sampler()
         self._reset()
         if isinstance(self.env, SingleEnv):
-            return self._one_env_episodes(sample, num_episodes)
+            return self._one_env_episodes(policy, num_episodes)
+        sample = policy.sampler()
         owned = np.arange(self.num_envs) < num_episodes  # env i plays an episode of this batch
         started = int(owned.sum())
         steps, pieces = [], []
@@ -225,49 +225,54 @@ class Collector:
         columns = Step(*(observations.apply(select, observations.stack(c)) for c in zip(*steps)))
         return self._batch(columns, returns, lengths, discarded_steps=real - len(flat))
 
-    def _one_env_episodes(self, sample: Sampler, num_episodes: int) -> Batch:
+    def _one_env_episodes(self, policy: ActorCritic, num_episodes: int) -> Batch:
         """``episodes`` with one env (a ``SingleEnv``): the same batch and random streams as the
-        general loop (tested), but each step is the env's own ``step`` and the actor, without the
-        vector API's per-step arrays: one env's episodes are consecutive, every step is in the batch."""
-        env, rng, to_env = self.env.env, self.rng, self._to_env
-        obs = self._obs
+        general loop (tested), but each step is the env's own ``step`` and a one-observation
+        actor, without the vector API's per-step arrays: one env's episodes are consecutive,
+        every step is in the batch."""
+        env, to_env, single_action = self.env.env, self._to_env, self.env.single_action
+        sample, close = policy.one_env_sampler(self.rng)
+        obs = observations.apply(lambda a: a[0], self._obs)
         seen, actions, rewards, ends, returns, lengths = [], [], [], [], [], []
-        for episode in range(num_episodes):
-            if episode:  # the autoreset step between episodes, where the general loop draws an action too
-                sample(obs, rng)
-                obs = observations.batch_of_one(env.reset()[0])
-            first = len(rewards)
-            while True:
-                seen.append(obs)
-                action = sample(obs, rng)
-                actions.append(action)
-                try:
-                    raw, reward, terminated, truncated, _ = env.step(self.env.single_action(to_env(action)))
-                except Exception as err:
-                    raise self._env_failed(err) from err
-                obs = observations.batch_of_one(raw)
-                rewards.append(reward)
-                if terminated or truncated:
-                    break
-            seen.append(obs)  # the final observation: next_observations' last
-            ends.append((len(rewards), terminated, truncated))
-            episode_return = 0.0
-            for reward in rewards[first:]:
-                episode_return += float(reward)
-            returns.append(episode_return)
-            lengths.append(len(rewards) - first)
+        try:
+            for episode in range(num_episodes):
+                if episode:  # the autoreset step between episodes, where the general loop draws an action too
+                    sample(obs)
+                    obs = env.reset()[0]
+                first = len(rewards)
+                while True:
+                    seen.append(obs)
+                    action = sample(obs)
+                    actions.append(action)
+                    try:
+                        obs, reward, terminated, truncated, _ = env.step(single_action(to_env(action)))
+                    except Exception as err:
+                        raise self._env_failed(err) from err
+                    rewards.append(reward)
+                    if terminated or truncated:
+                        break
+                seen.append(obs)  # the final observation: next_observations' last
+                ends.append((len(rewards), terminated, truncated))
+                episode_return = 0.0
+                for reward in rewards[first:]:
+                    episode_return += float(reward)
+                returns.append(episode_return)
+                lengths.append(len(rewards) - first)
+        finally:
+            close()
         self.env.episode_ended()
-        self._obs, self._fresh, self._autoreset = obs, False, np.ones(1, dtype=bool)
+        self._obs, self._fresh, self._autoreset = observations.batch_of_one(obs), False, np.ones(1, dtype=bool)
         steps = len(rewards)
         terminated_, truncated_ = np.zeros((steps, 1), dtype=bool), np.zeros((steps, 1), dtype=bool)
         for end, term, trunc in ends:
             terminated_[end - 1], truncated_[end - 1] = term, trunc
         # seen holds each episode's observations and its final one: T + 1 entries per episode
         index = np.arange(steps) + np.repeat(np.arange(len(ends)), lengths)
-        stacked = observations.stack(seen)
+        stacked = observations.stack(seen if isinstance(obs, np.ndarray) else [observations.flatten(o) for o in seen])
         step = Step(
-            observations.apply(lambda a: a[index], stacked), np.stack(actions), np.array(rewards, dtype=np.float64)[:, None],
-            terminated_, truncated_, np.ones((steps, 1), dtype=bool), observations.apply(lambda a: a[index + 1], stacked),
+            observations.apply(lambda a: a[index, None], stacked), np.array(actions)[:, None],
+            np.array(rewards, dtype=np.float64)[:, None], terminated_, truncated_, np.ones((steps, 1), dtype=bool),
+            observations.apply(lambda a: a[index + 1, None], stacked),
         )
         return self._batch(step, returns, lengths)
 

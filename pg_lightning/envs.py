@@ -155,9 +155,9 @@ class SingleEnv(gym.vector.VectorEnv):
         # a Python int passes Discrete.contains (checked by many envs' step) ~5x faster than a numpy integer
         self._action = int if isinstance(env.action_space, gym.spaces.Discrete) else (lambda a: a)
 
-    def single_action(self, actions: np.ndarray) -> Any:
-        """The env's action from a batch of one action."""
-        return self._action(actions[0])
+    def single_action(self, action: Any) -> Any:
+        """What the env takes for one action of the pipeline (a Python int for ``Discrete``)."""
+        return self._action(action)
 
     def episode_ended(self) -> None:
         """An episode played on ``self.env`` directly (see ``Collector.episodes``) has ended: the
@@ -173,7 +173,7 @@ class SingleEnv(gym.vector.VectorEnv):
         if self._autoreset:
             obs, _ = self.reset()
             return obs, np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), {}
-        obs, reward, terminated, truncated, _ = self.env.step(self.single_action(actions))
+        obs, reward, terminated, truncated, _ = self.env.step(self.single_action(actions[0]))
         self._return += float(reward)
         self._length += 1
         info: dict[str, Any] = {}

@@ -421,3 +421,25 @@ def test_numpy_sampler_is_a_frozen_copy():
         model.actor_out.bias.add_(1.0)
     assert np.allclose(sampler(obs, rng(0)), before)  # the weights it saw, not the live ones
     assert np.allclose(model.sampler()(obs, rng(0)), before + 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(2), gym.spaces.Discrete(5), gym.spaces.Box(-1.0, 1.0, (2,))])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_one_env_sampler_draws_what_the_batched_sampler_draws(action_space, normalize):
+    """One observation at a time (the one-env collection path, whose categorical draws come from
+    blocks drawn ahead) gives the batched sampler's actions, and leaves the generator where it
+    would: across several blocks, with the blocks' unused draws given back."""
+    model = ActorCritic(CARTPOLE_OBS, action_space, hidden_sizes=(16, 8), normalize_observations=normalize)
+    if normalize:
+        model.obs_rms.update(torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([4.0, 0.25, 1.0, 9.0]), 100)
+    obs = (torch.randn(300, 4, generator=gen(1)) * 2).numpy()
+    batched, expected_rng = model.sampler(), rng(3)
+    expected = [batched(o[None], expected_rng)[0] for o in obs]
+    one_env_rng = rng(3)
+    sample, close = model.one_env_sampler(one_env_rng)
+    actions = [sample(o) for o in obs]
+    close()
+    assert np.array_equal(np.array(actions), np.array(expected))
+    assert np.array(actions).dtype == np.array(expected).dtype
+    assert one_env_rng.bit_generator.state == expected_rng.bit_generator.state
+    assert len(set(np.array(actions).reshape(len(obs), -1)[:, 0].tolist())) > 1  # not a constant policy

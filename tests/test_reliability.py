@@ -237,8 +237,9 @@ class Poisoned(Reinforce):
 
 
 @pytest.mark.parametrize("where", ["loss", "gradient"])
-def test_non_finite_updates_are_skipped_and_counted(where):
-    module = Poisoned(bad={2, 3}, where=where, seed=0, max_skipped_updates=5)
+@pytest.mark.parametrize("max_grad_norm", [None, 1.0])  # the finiteness check alone, or the clipping norm's
+def test_non_finite_updates_are_skipped_and_counted(where, max_grad_norm):
+    module = Poisoned(bad={2, 3}, where=where, seed=0, max_skipped_updates=5, max_grad_norm=max_grad_norm)
     weights = []
 
     class Snapshot(L.Callback):

@@ -25,6 +25,7 @@ from pg_lightning.evaluation import (
     EVAL_SEED_OFFSET, EvaluationDataset, evaluate, evaluation_metrics, log_video, video_folder,
 )
 from pg_lightning.normalization import RunningMeanStd, fold_statistics
+from pg_lightning.optim import clear_gradients, gradient_norm, gradients_finite
 from pg_lightning.policies import ActorCritic
 from pg_lightning.modules.arguments import check_shared_arguments
 from pg_lightning.trainer_checks import check_trainer, validation_cadence_set
@@ -40,14 +41,6 @@ class _NoProfiler(PassThroughProfiler):
 
     def profile(self, action_name: str) -> contextlib.nullcontext:
         return self._nothing
-
-
-def clear_gradients(optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.zero_grad()`` (gradients set to None, its default) without the profiling
-    wrapper of torch's method (~30 µs a call, once per gradient step)."""
-    for group in optimizer.param_groups:
-        for parameter in group["params"]:
-            parameter.grad = None
 
 
 class PolicyGradient(L.LightningModule):
@@ -230,17 +223,23 @@ class PolicyGradient(L.LightningModule):
         non-finite loss also makes them). Runs in automatic and manual optimisation, after AMP
         unscaling; with a 16-bit GradScaler, overflow is the scaler's to handle."""
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        if getattr(self.trainer.precision_plugin, "scaler", None) is None and not self.is_finite(norm):
-            optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are not updated
+        if not params:
             return
-        if self.hparams.max_grad_norm is not None:
-            torch.nn.utils.clip_grads_with_norm_(params, self.hparams.max_grad_norm, norm, foreach=True)
+        grads = [p.grad for p in params]
+        clip = self.hparams.max_grad_norm
+        norm = gradient_norm(grads) if clip is not None else None
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None and not self.is_finite(
+            math.isfinite(float(norm)) if norm is not None else gradients_finite(grads)
+        ):
+            clear_gradients(optimizer)  # parameters without a gradient are not updated
+            return
+        if clip is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
 
-    def is_finite(self, value: Tensor) -> bool:
-        """Whether the scalar ``value`` is finite on every process; if not, count a skipped update
-        (and give up after ``max_skipped_updates`` in a row). Every process decides the same way."""
-        if distributed.reduce(self.trainer, [float(math.isfinite(float(value)))], "min")[0]:
+    def is_finite(self, finite: bool) -> bool:
+        """Whether ``finite`` holds on every process; if not, count a skipped update (and give up
+        after ``max_skipped_updates`` in a row). Every process decides the same way."""
+        if distributed.reduce(self.trainer, [float(finite)], "min")[0]:
             self._skipped_in_a_row = 0
             return True
         self.skipped_updates += 1

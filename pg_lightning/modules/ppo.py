@@ -16,7 +16,7 @@ from pg_lightning.errors import require
 from pg_lightning.modules.a2c import ActorCriticBase
 from pg_lightning.observations import flat_batch
 from pg_lightning.modules.arguments import shared_args_documented
-from pg_lightning.modules.base import clear_gradients
+from pg_lightning.optim import clear_gradients
 from pg_lightning.returns import normalize
 
 

@@ -71,8 +71,8 @@ def episode_throughput(steps: int = 40_000, repeats: int = 5) -> tuple[float, fl
             if terminated or truncated:
                 return t
 
-    sample = policy.sampler()
-    loops = (batches, lambda: bare(lambda obs: int(sample(obs[None], rng)[0])), lambda: bare(lambda obs: int(rng.random() < 0.5)))
+    sample, _ = policy.one_env_sampler(rng)  # the actor episode batches use, one observation at a time
+    loops = (batches, lambda: bare(sample), lambda: bare(lambda obs: int(rng.random() < 0.5)))
     times: list[list[float]] = [[] for _ in loops]
     for _ in range(repeats):  # interleaved, so that a noisy neighbour slows all three alike
         for loop, out in zip(loops, times):

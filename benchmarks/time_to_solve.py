@@ -99,6 +99,7 @@ def run(config: str, seed: int, overrides: dict, watch: Stopwatch) -> dict:
         "seconds": total,
         "steps_per_second": model.env_steps / total,
         "collection": watch.seconds["collection"],
+        "collection_us": watch.seconds["collection"] / model.env_steps * 1e6,
         "updates": updates,
         "logging": watch.seconds["logging"],
         "other": total - watch.seconds["collection"] - watch.seconds["update"],
@@ -138,13 +139,13 @@ def main() -> None:
           f"{med('env_steps'):.0f} env steps, {med('seconds'):.2f} s after imports "
           f"(imports {IMPORTS_DONE - PROCESS_START:.2f} s), {med('steps_per_second'):.0f} steps/s; "
           f"collection {med('collection'):.2f} s, updates {med('updates'):.2f} s, "
-          f"logging {med('logging'):.2f} s, other {med('other'):.2f} s")
+          f"logging {med('logging'):.2f} s, other {med('other'):.2f} s; collection {med('collection_us'):.1f} µs per env step")
     print(f"whole process: {time.perf_counter() - PROCESS_START:.1f} s for {len(results)} runs")
     if args.reference:
-        compare(args.reference, [r["seed"] for r in results], med("seconds"), med("steps_per_second"))
+        compare(args.reference, [r["seed"] for r in results], med("seconds"), med("steps_per_second"), med("collection_us"))
 
 
-def compare(reference: str, seeds: list[int], our_seconds: float, our_rate: float) -> None:
+def compare(reference: str, seeds: list[int], our_seconds: float, our_rate: float, our_collection_us: float) -> None:
     """Run the yardstick on ``seeds`` and print its medians and our ratios to them."""
     runs = []
     for seed in seeds:
@@ -158,6 +159,10 @@ def compare(reference: str, seeds: list[int], our_seconds: float, our_rate: floa
     print(f"reference {reference}: solved {solved}/{len(runs)}, median {steps:.0f} env steps, "
           f"{seconds:.2f} s after imports, {rate:.0f} steps/s")
     print(f"ratio ours / reference: time to solve {our_seconds / seconds:.2f}x, time per env step {rate / our_rate:.2f}x")
+    if all("collect_us_per_step" in r for r in runs):
+        collection_us = statistics.median(r["collect_us_per_step"] for r in runs)
+        print(f"collection per env step: ours {our_collection_us:.1f} µs, reference {collection_us:.1f} µs "
+              f"({our_collection_us / collection_us:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -159,10 +159,10 @@ class Collector:
             if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in observations.leaves(column)):
                 raise TrainingError(f"env {self.env_id} returned non-finite {name} (NaN or inf)")
         to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        step = step._replace(rewards=step.rewards.astype(np.float32))
         tensors = {name: observations.apply(to_tensor, c) for name, c in step._asdict().items()}
         for name in ("observations", "next_observations"):  # float64 observations as float32; others keep their dtype
             tensors[name] = observations.apply(lambda t: t.float() if t.dtype == torch.float64 else t, tensors[name])
-        tensors["rewards"] = tensors["rewards"].float()
         self.recent_returns.extend(returns)
         return Batch(
             **tensors,

@@ -52,13 +52,30 @@ def collector_throughput(num_envs: int, numpy_actor: bool = True, vectorization:
     return statistics.median(rates)
 
 
-def episode_throughput(steps: int = 40_000, repeats: int = 5) -> tuple[float, float, float]:
+def balancing(policy: ActorCritic) -> ActorCritic:
+    """``policy`` (the seed network) set to a linear controller that holds CartPole for all 500
+    steps: push right when 0.1·x + 0.5·ẋ + 10·θ + 2·θ̇ > 0, through two hidden units and steep
+    logits, so episode batches are as long as a trained policy's."""
+    gains = torch.tensor([0.1, 0.5, 10.0, 2.0])
+    hidden, out = policy.trunk[0], policy.actor_out
+    with torch.no_grad():
+        for p in (hidden.weight, hidden.bias, out.weight, out.bias):
+            p.zero_()
+        hidden.weight[0], hidden.weight[1] = gains, -gains  # relu(z) - relu(-z) = z
+        out.weight[1, 0] = out.weight[0, 1] = 50.0
+    return policy
+
+
+def episode_throughput(balanced: bool = False, steps: int = 40_000, repeats: int = 5) -> tuple[float, float, float]:
     """Median µs per env step of one-env episode batches (``Collector.episodes(policy, 1)``, the
     seed recipe's collection, batch building included), of a bare loop of the env's ``step`` and
-    the numpy actor on the same env, and of the env's ``step`` alone."""
+    the same one-observation actor on the same env, and of the env's ``step`` alone; with the
+    untrained seed network (~20-step episodes) or, ``balanced``, a policy that plays 500 steps."""
     collector = Collector("CartPole-v1", 1, seed=0)
     env = collector.env.env
     policy = ActorCritic(collector.env.single_observation_space, collector.env.single_action_space)
+    if balanced:
+        balancing(policy)
     rng = np.random.default_rng(0)
 
     def batches() -> int:
@@ -233,9 +250,12 @@ def main() -> None:
         print(f"{num_envs:>5} {rate:>14.0f} {1e6 / rate:>14.2f} {1e6 / torch_rate:>26.2f}")
     sync = collector_throughput(1, vectorization="sync")
     print(f"one env through a SyncVectorEnv (the path before SingleEnv): {sync:.0f} transitions/s, {1e6 / sync:.2f} µs")
-    batches, bare, env_only = episode_throughput()
-    print(f"\none-env episode batches (the seed recipe's collection): {batches:.2f} µs per env step; the env's step "
-          f"and the numpy actor in a bare loop: {bare:.2f} µs; the env's step alone: {env_only:.2f} µs")
+    print()
+    for balanced, episodes in ((False, "the untrained seed network's ~20-step"), (True, "a balancing policy's 500-step")):
+        batches, bare, env_only = episode_throughput(balanced)
+        print(f"one-env episode batches (the seed recipe's collection), {episodes} episodes: "
+              f"{batches:.2f} µs per env step; the env's step and the same actor in a bare loop: {bare:.2f} µs; "
+              f"the env's step alone: {env_only:.2f} µs")
     print(f"\n{'algorithm':<26} {'updates':>7} {'env steps':>9} {'fit st/s':>10} {'plain st/s':>10} {'ratio':>6} same weights")
     scale = args.updates_scale
     overhead("REINFORCE", lambda: Reinforce(seed=0), reinforce_update, int(300 * scale))

@@ -2,7 +2,9 @@
 
 1. Collector: transitions per second playing the seed network (4-128-2) in 1, 8, 32, 64 and 512
    CartPole-v1 envs (median of 3 repeats), with the numpy actor and, for comparison, with the
-   torch forward that CNNs, structured observations and user networks use.
+   torch forward that CNNs, structured observations and user networks use. Then one env's episode
+   batches (the seed recipe's collection) against a bare loop of the env and the same actor and
+   the env alone, with short (untrained) and 500-step (balancing) episodes.
 2. Overhead: ``Trainer.fit`` (CSV logging every 10 updates, as train.py logs) against a plain
    loop that performs the identical updates with the same collector, losses and optimiser, and
    writes the same metrics to the same kind of CSV logger every 10 updates — checked by

@@ -90,9 +90,10 @@ def deterministic_actor(policy: ActorCritic, action_space: gym.Space) -> Callabl
 
 
 def stochastic_actor(policy: ActorCritic, action_space: gym.Space, seed: int) -> Callable[[Any], np.ndarray]:
-    """``observation -> action`` of one env: an action sampled from the policy, as training plays."""
-    sample, rng, to_env = policy.sampler(), np.random.default_rng(seed), env_action(action_space)
-    return lambda obs: to_env(sample(observations.batch_of_one(obs), rng)[0])
+    """``observation -> action`` of one env: an action sampled from the policy, as training plays
+    one env (its generator is this actor's own, so ``one_env_sampler``'s ``close`` is not needed)."""
+    (sample, _), to_env = policy.one_env_sampler(np.random.default_rng(seed)), env_action(action_space)
+    return lambda obs: to_env(sample(obs))
 
 
 def play_episode(env: gym.Env, act: Callable[[Any], np.ndarray], seed: int | None = None) -> tuple[float, int]:

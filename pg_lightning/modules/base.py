@@ -25,7 +25,7 @@ from pg_lightning.evaluation import (
     EVAL_SEED_OFFSET, EvaluationDataset, evaluate, evaluation_metrics, log_video, video_folder,
 )
 from pg_lightning.normalization import RunningMeanStd, fold_statistics
-from pg_lightning.optim import clear_gradients, gradient_norm, gradients_finite
+from pg_lightning.optim import Adam, clear_gradients, gradient_norm, gradients_finite
 from pg_lightning.policies import ActorCritic
 from pg_lightning.modules.arguments import check_shared_arguments
 from pg_lightning.trainer_checks import check_trainer, validation_cadence_set
@@ -205,10 +205,13 @@ class PolicyGradient(L.LightningModule):
 
     # ---- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        """Adam (fused: ~3x faster than the per-tensor loop on small networks); with ``anneal_lr``
-        a scheduler that sets lr · (1 - env steps / max_env_steps) after every update."""
+        """Adam (fused on the CPU and CUDA: ~3x faster than the per-tensor loop on small networks);
+        with ``anneal_lr`` a scheduler that sets lr · (1 - env steps / max_env_steps) after every update."""
         hp = self.hparams
-        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, fused=self.device.type in ("cpu", "cuda"))
+        if self.device.type in ("cpu", "cuda"):
+            optimizer = Adam(self.parameters(), lr=hp.lr)
+        else:
+            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr)
         if not hp.anneal_lr:
             return optimizer
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0 - self.progress)

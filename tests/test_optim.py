@@ -1,0 +1,108 @@
+"""pg_lightning.optim: each shortcut against the torch utility it replaces, bit for bit."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from pg_lightning.optim import Adam, gradient_norm, gradients_finite
+
+SHAPES = [(8, 4), (8,), (3, 8), (3,)]
+
+
+def parameters(seed: int = 0) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in SHAPES]
+
+
+def set_gradients(params: list[torch.nn.Parameter], step: int) -> None:
+    generator = torch.Generator().manual_seed(100 + step)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=generator)
+
+
+def count_torch_steps(monkeypatch) -> list[int]:
+    calls = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (calls.append(1), step(self, *a, **k))[1])
+    return calls
+
+
+@pytest.mark.parametrize("options", [{}, {"weight_decay": 0.1, "eps": 1e-6, "betas": (0.8, 0.9)}, {"maximize": True}])
+def test_adam_equals_torchs_fused_adam_and_takes_the_short_path(options, monkeypatch):
+    ours, theirs = parameters(), parameters()
+    lean, reference = Adam(ours, lr=1e-2, **options), torch.optim.Adam(theirs, lr=1e-2, fused=True, **options)
+    calls = count_torch_steps(monkeypatch)
+    for step in range(6):
+        for optimizer in (lean, reference):
+            optimizer.param_groups[0]["lr"] = 1e-2 * (1 - step / 6)  # as a scheduler would
+        set_gradients(ours, step)
+        set_gradients(theirs, step)
+        lean.step()
+        reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    for a, b in zip(ours, theirs):
+        assert all(torch.equal(lean.state[a][k], reference.state[b][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    assert len(calls) == 6 + 1  # the reference's six, and our first step, which creates the state
+
+
+def test_adam_falls_back_to_torch_for_a_missing_gradient_and_an_amp_scale(monkeypatch):
+    ours, theirs = parameters(), parameters()
+    lean, reference = Adam(ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2, fused=True)
+    calls = count_torch_steps(monkeypatch)
+    for step, drop in enumerate([None, 1, None]):
+        set_gradients(ours, step)
+        set_gradients(theirs, step)
+        if drop is not None:
+            ours[drop].grad = theirs[drop].grad = None  # that parameter is not updated
+        lean.step()
+        reference.step()
+    for optimizer in (lean, reference):  # what a GradScaler sets for an optimizer that unscales itself
+        optimizer.grad_scale, optimizer.found_inf = torch.tensor(4.0), torch.tensor(0.0)
+    set_gradients(ours, 3)
+    set_gradients(theirs, 3)
+    lean.step()
+    reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert len(calls) == 4 + 3  # ours: the first step, the missing gradient, the scale
+
+
+def test_adam_checkpoints_like_torchs_adam():
+    ours, theirs = parameters(), parameters()
+    lean, reference = Adam(ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2, fused=True)
+    for step in range(2):
+        set_gradients(ours, step)
+        set_gradients(theirs, step)
+        lean.step()
+        reference.step()
+    resumed_params = parameters()
+    resumed = Adam(resumed_params, lr=1e-2)
+    resumed.load_state_dict(copy.deepcopy(reference.state_dict()))  # torch's state into ours (as a file would)
+    for p, q in zip(resumed_params, theirs):
+        p.data.copy_(q.data)
+    set_gradients(resumed_params, 2)
+    set_gradients(theirs, 2)
+    resumed.step()
+    reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(resumed_params, theirs))
+    assert torch.optim.Adam(parameters(), lr=1e-2, fused=True).load_state_dict(lean.state_dict()) is None
+
+
+def test_gradient_norm_is_torchs_total_norm():
+    params = parameters()
+    set_gradients(params, 0)
+    grads = [p.grad for p in params]
+    assert torch.equal(gradient_norm(grads), torch.nn.utils.get_total_norm(grads))
+    assert math.isclose(float(gradient_norm(grads)), math.sqrt(sum(float(g.pow(2).sum()) for g in grads)), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), -float("inf")])
+def test_gradients_finite_finds_any_non_finite_entry_and_changes_nothing(bad):
+    params = parameters()
+    set_gradients(params, 0)
+    if bad is not None:
+        params[2].grad[1, 5] = bad
+    before = [p.grad.clone() for p in params]
+    assert gradients_finite([p.grad for p in params]) is (bad is None)
+    torch.testing.assert_close([p.grad for p in params], before, rtol=0, atol=0, equal_nan=True)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pg_lightning.optim import Adam, gradient_norm, gradients_finite
+from pg_lightning.optim import Adam, clip_gradients, gradient_norm, gradients_finite
 
 SHAPES = [(8, 4), (8,), (3, 8), (3,)]
 
@@ -45,6 +45,31 @@ def test_adam_equals_torchs_fused_adam_and_takes_the_short_path(options, monkeyp
     for a, b in zip(ours, theirs):
         assert all(torch.equal(lean.state[a][k], reference.state[b][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
     assert len(calls) == 6 + 1  # the reference's six, and our first step, which creates the state
+
+
+def test_adam_evaluates_a_closure_first_and_steps_on_the_gradients_it_leaves(monkeypatch):
+    """Lightning steps with a closure that runs backward and the hooks (which may drop gradients)."""
+    ours, theirs = parameters(), parameters()
+    lean, reference = Adam(ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2, fused=True)
+    calls = count_torch_steps(monkeypatch)
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+
+    def closure(params, optimizer, drop):
+        def run():
+            optimizer.zero_grad()
+            loss = (x @ params[0].T + params[1]).tanh() @ params[2].T + params[3]
+            loss = loss.pow(2).sum()
+            loss.backward()
+            if drop:
+                params[0].grad = None
+            return loss
+        return run
+
+    for step in range(4):
+        losses = [o.step(closure(p, o, drop=step == 2)) for p, o in ((ours, lean), (theirs, reference))]
+        assert torch.equal(*losses) and losses[0].requires_grad  # the closure ran with gradients enabled
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert len(calls) == 4 + 2  # ours: the first step and the dropped gradient's
 
 
 def test_adam_falls_back_to_torch_for_a_missing_gradient_and_an_amp_scale(monkeypatch):
@@ -87,6 +112,19 @@ def test_adam_checkpoints_like_torchs_adam():
     reference.step()
     assert all(torch.equal(a, b) for a, b in zip(resumed_params, theirs))
     assert torch.optim.Adam(parameters(), lr=1e-2, fused=True).load_state_dict(lean.state_dict()) is None
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])  # clipped, and left alone
+def test_clip_gradients_is_torchs_clip(max_norm):
+    ours, theirs = parameters(), parameters()
+    set_gradients(ours, 0)
+    set_gradients(theirs, 0)
+    grads = [p.grad for p in ours]
+    before = float(gradient_norm(grads))
+    clip_gradients(grads, max_norm, gradient_norm(grads))
+    torch.nn.utils.clip_grads_with_norm_(theirs, max_norm, torch.nn.utils.get_total_norm([p.grad for p in theirs]))
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, theirs))
+    assert float(gradient_norm(grads)) == pytest.approx(min(max_norm, before), rel=1e-5)
 
 
 def test_gradient_norm_is_torchs_total_norm():

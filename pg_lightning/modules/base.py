@@ -25,7 +25,7 @@ from pg_lightning.evaluation import (
     EVAL_SEED_OFFSET, EvaluationDataset, evaluate, evaluation_metrics, log_video, video_folder,
 )
 from pg_lightning.normalization import RunningMeanStd, fold_statistics
-from pg_lightning.optim import Adam, clear_gradients, gradient_norm, gradients_finite
+from pg_lightning.optim import Adam, clear_gradients, clip_gradients, gradient_norm, gradients_finite
 from pg_lightning.policies import ActorCritic
 from pg_lightning.modules.arguments import check_shared_arguments
 from pg_lightning.trainer_checks import check_trainer, validation_cadence_set
@@ -227,10 +227,9 @@ class PolicyGradient(L.LightningModule):
         """Clip the gradient norm, or drop the step if the gradients are not finite (which a
         non-finite loss also makes them). Runs in automatic and manual optimisation, after AMP
         unscaling; with a 16-bit GradScaler, overflow is the scaler's to handle."""
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not params:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
             return
-        grads = [p.grad for p in params]
         clip = self.hparams.max_grad_norm
         norm = gradient_norm(grads) if clip is not None else None
         if getattr(self.trainer.precision_plugin, "scaler", None) is None and not self.is_finite(
@@ -239,7 +238,7 @@ class PolicyGradient(L.LightningModule):
             clear_gradients(optimizer)  # parameters without a gradient are not updated
             return
         if clip is not None:
-            torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
+            clip_gradients(grads, clip, norm)
 
     def is_finite(self, finite: bool) -> bool:
         """Whether ``finite`` holds on every process; if not, count a skipped update (and give up

@@ -243,9 +243,9 @@ class ActorCritic(nn.Module):
                               f"got shape {tuple(features.shape)} for a batch of 2")
         return features.shape[1]
 
-    def _inputs(self, obs: Tensor | dict[str, Tensor]) -> tuple[Tensor | dict[str, Tensor], torch.Size]:
+    def _inputs(self, obs: Tensor | dict[str, Tensor], normalized: bool = False) -> tuple[Tensor | dict[str, Tensor], torch.Size]:
         """Preprocessed observations with their batch dimensions flattened into one, and those dimensions."""
-        dtype = self.actor_out.weight.dtype if hasattr(self, "actor_out") else torch.float32
+        dtype = self._dtype
         spaces = self.spaces
         if isinstance(spaces, dict):
             key = next(iter(spaces))
@@ -253,9 +253,19 @@ class ActorCritic(nn.Module):
             return {k: preprocess_leaf(s, obs[k].reshape(-1, *s.shape), dtype) for k, s in spaces.items()}, lead
         lead = obs.shape[: obs.dim() - event_ndim(spaces)]
         x = obs.reshape(-1, *spaces.shape)
-        if self.obs_rms is not None:
+        if self.obs_rms is not None and not normalized:
             x = self.obs_rms.normalize(x.to(dtype))
         return preprocess_leaf(spaces, x, dtype), lead
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.actor_out.weight.dtype if hasattr(self, "actor_out") else torch.float32
+
+    def normalize(self, obs: Tensor | dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
+        """``obs`` through the running observation statistics (unchanged without
+        ``normalize_observations``), for ``evaluate(..., normalized=True)``: PPO normalises a
+        rollout once, not once per minibatch."""
+        return obs if self.obs_rms is None else self.obs_rms.normalize(obs.to(self._dtype))
 
     def _actor_params(self, x: Tensor | dict[str, Tensor], lead: torch.Size) -> Tensor:
         params = self.actor_out(self.trunk(self.encoder(x)))
@@ -334,9 +344,11 @@ class ActorCritic(nn.Module):
             features = self.critic_trunk(self.critic_encoder(x))
         return self.value_out(features).reshape(lead)
 
-    def evaluate(self, obs: Tensor | dict[str, Tensor], actions: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``(log π(a|s), entropy, V(s) or None)`` in one batched forward."""
-        x, lead = self._inputs(obs)
+    def evaluate(self, obs: Tensor | dict[str, Tensor], actions: Tensor,
+                 normalized: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(log π(a|s), entropy, V(s) or None)`` in one batched forward; ``normalized``: ``obs``
+        came from ``normalize``."""
+        x, lead = self._inputs(obs, normalized)
         features = self.trunk(self.encoder(x))
         params = self.actor_out(features).reshape(*lead, -1)
         values = self._value_from(x, features, lead) if self.has_critic else None

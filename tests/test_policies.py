@@ -347,6 +347,22 @@ def test_actor_critic_normalize_observations_uses_running_stats():
     assert "obs_rms.mean" in model.state_dict()
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_evaluate_on_normalized_observations_equals_evaluate(normalize):
+    """PPO normalises a rollout once and evaluates its minibatches with normalized=True."""
+    model = ActorCritic(CARTPOLE_OBS, CARTPOLE_ACT, critic="separate", normalize_observations=normalize)
+    if normalize:
+        model.obs_rms.update(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([4.0, 4.0, 1.0, 1.0]), 10)
+    obs, actions = torch.randn(6, 4, generator=gen(1)) * 5, torch.tensor([0, 1, 1, 0, 1, 0])
+    inputs = model.normalize(obs)
+    assert (inputs is obs) is not normalize
+    for index in (slice(None), torch.tensor([4, 0, 2])):  # the whole rollout, a minibatch of it
+        direct = model.evaluate(obs[index], actions[index])
+        prepared = model.evaluate(inputs[index], actions[index], normalized=True)
+        assert all(torch.equal(a, b) for a, b in zip(direct, prepared))
+    assert normalize is not torch.equal(model.evaluate(inputs, actions)[0], model.evaluate(obs, actions)[0])
+
+
 # --------------------------------------------------------------------------------------------
 # RunningMeanStd
 # --------------------------------------------------------------------------------------------

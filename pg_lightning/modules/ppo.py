@@ -21,7 +21,8 @@ from pg_lightning.returns import normalize
 
 
 class Transitions(NamedTuple):
-    """A rollout's real transitions, flat, with what PPO's loss needs of each."""
+    """A rollout's real transitions, flat, with what PPO's loss needs of each (the observations
+    normalised: ``ActorCritic.normalize``)."""
 
     observations: Tensor | dict[str, Tensor]
     actions: Tensor
@@ -108,7 +109,7 @@ class PPO(ActorCriticBase):
     def minibatch_losses(self, data: Transitions, clip_range: float) -> dict[str, Tensor]:
         """PPO's loss terms on one minibatch of flat transitions."""
         hp = self.hparams
-        log_probs, entropy, values = self.policy.evaluate(data.observations, data.actions)
+        log_probs, entropy, values = self.policy.evaluate(data.observations, data.actions, normalized=True)
         advantages = normalize(data.advantages) if hp.normalize_advantages else data.advantages
         policy_loss, approx_kl, clip_fraction = losses.ppo_clip_loss(
             log_probs, data.old_log_probs, advantages, clip_range
@@ -124,10 +125,11 @@ class PPO(ActorCriticBase):
         return terms
 
     def rollout_data(self, batch: Batch) -> Transitions:
-        """The real transitions of a rollout (autoreset steps dropped), flat."""
-        obs, actions = flat_batch(batch.observations), batch.actions.flatten(0, 1)
+        """The real transitions of a rollout (autoreset steps dropped), flat, with the observations
+        normalised (``ActorCritic.normalize``) once for every minibatch."""
+        obs, actions = self.policy.normalize(flat_batch(batch.observations)), batch.actions.flatten(0, 1)
         with torch.no_grad():
-            old_log_probs, _, old_values = self.policy.evaluate(obs, actions)
+            old_log_probs, _, old_values = self.policy.evaluate(obs, actions, normalized=True)
         advantages, returns = self.advantages(batch, old_values.view_as(batch.rewards))
         mask = batch.mask.flatten()
         return Transitions(obs, actions, old_log_probs, old_values, advantages.flatten(), returns.flatten()).select(mask)

@@ -377,6 +377,15 @@ def ppo_minibatch(module, seed=0, size=48):
     return Transitions(obs, actions, old_log_probs, old_values, advantages, returns)
 
 
+def test_transitions_split_gives_the_minibatches_of_tensor_split():
+    data = ppo_minibatch(PPO(seed=0), size=10)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    parts = data.select(order).split(3)
+    assert [len(p) for p in parts] == [4, 3, 3]
+    for part, index in zip(parts, order.tensor_split(3)):
+        assert all(torch.equal(a, b) for a, b in zip(part, data.select(index)))
+
+
 def reference_ppo(module, obs, actions, old_log_probs, old_values, advantages, returns, clip_range):
     hp, policy = module.hparams, module.policy
     dist = Categorical(logits=policy.actor_out(policy.trunk(obs)))

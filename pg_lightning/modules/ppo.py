@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -34,8 +35,14 @@ class Transitions(NamedTuple):
     def __len__(self) -> int:
         return self.actions.shape[0]
 
-    def select(self, index: Tensor) -> Transitions:
+    def select(self, index: Tensor | slice) -> Transitions:
         return Transitions(*(observations.apply(lambda t: t[index], field) for field in self))
+
+    def split(self, parts: int) -> list[Transitions]:
+        """``parts`` consecutive pieces, sized as ``Tensor.tensor_split`` sizes them, as views."""
+        size, extra = divmod(len(self), parts)
+        bounds = list(itertools.accumulate([0] + [size + (i < extra) for i in range(parts)]))
+        return [self.select(slice(start, stop)) for start, stop in zip(bounds, bounds[1:])]
 
 
 @shared_args_documented
@@ -153,7 +160,7 @@ class PPO(ActorCriticBase):
             parts = [data]
             if minibatches > 1:
                 order = torch.randperm(len(data), generator=self.shuffle).to(self.device)
-                parts = [data.select(index) for index in order.tensor_split(minibatches)]
+                parts = data.select(order).split(minibatches)  # one gather per field, then views
             for part in parts:
                 terms = self.minibatch_losses(part, clip_range)
                 clear_gradients(optimizer)

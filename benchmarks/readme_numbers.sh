@@ -25,10 +25,11 @@ else
 fi
 
 # the seed recipe's step count to solve varies ~5x between random streams: 10 seeds keep its median off one lucky or unlucky seed
-echo; echo "## Time to solve against the plain-loop yardsticks: CartPole PPO seeds 0-4, the seed recipe seeds 0-9"
+echo; echo "## Time to solve against the plain-loop yardsticks (and SB3 with rl-zoo's CartPole PPO): CartPole PPO seeds 0-4, the seed recipe seeds 0-9"
 if [ -d "$reference" ]; then
     python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5 --reference "$reference/limit/ppo_fast.py \
-        --n-envs 32 --n-steps 16 --epochs 10 --mb 512 --lr 3e-3 --act relu --shared --anneal-steps 2e5" | grep -v '^Solved'
+        --n-envs 32 --n-steps 16 --epochs 10 --mb 512 --lr 3e-3 --act relu --shared --anneal-steps 2e5" \
+        --reference "$reference/peers/sb3_run.py ppo" | grep -v '^Solved'
     python benchmarks/time_to_solve.py configs/cartpole_reinforce.yaml --seeds 10 \
         --reference "$reference/limit/reinforce_fast.py" | grep -v '^Solved'
 else

@@ -6,9 +6,9 @@ Solved = mean return of the last 100 finished training episodes ≥ the env's re
 
     python benchmarks/time_to_solve.py configs/cartpole_ppo.yaml --seeds 5
 
-``--reference "SCRIPT ARGS"`` also runs a yardstick of ``../shared/reference`` (which takes
-``--seed N --quiet`` and prints a JSON line last) on the same seeds, one process per seed after
-ours, and prints the ratios: median time to solve, and time per env step (steps/s).
+``--reference "SCRIPT ARGS"`` (repeatable) also runs a yardstick of ``../shared/reference`` (which
+takes ``--seed N --quiet`` and prints a JSON line last) on the same seeds, one process per seed
+after ours, and prints the ratios: median time to solve, and time per env step (steps/s).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+N-1")
     parser.add_argument("--max-env-steps", type=int, default=None, help="override the budget")
-    parser.add_argument("--reference", help='a yardstick and its arguments, e.g. "../shared/reference/limit/reinforce_fast.py"')
+    parser.add_argument("--reference", action="append", default=[],
+                        help='a yardstick and its arguments, e.g. "../shared/reference/limit/reinforce_fast.py" (repeatable)')
     args = parser.parse_args()
     torch.set_num_threads(1)
     watch = Stopwatch()
@@ -141,8 +142,8 @@ def main() -> None:
           f"collection {med('collection'):.2f} s, updates {med('updates'):.2f} s, "
           f"logging {med('logging'):.2f} s, other {med('other'):.2f} s; collection {med('collection_us'):.1f} µs per env step")
     print(f"whole process: {time.perf_counter() - PROCESS_START:.1f} s for {len(results)} runs")
-    if args.reference:
-        compare(args.reference, [r["seed"] for r in results], med("seconds"), med("steps_per_second"), med("collection_us"))
+    for reference in args.reference:
+        compare(reference, [r["seed"] for r in results], med("seconds"), med("steps_per_second"), med("collection_us"))
 
 
 def compare(reference: str, seeds: list[int], our_seconds: float, our_rate: float, our_collection_us: float) -> None:

@@ -48,12 +48,13 @@ class Adam(torch.optim.Adam):
 
     The short path takes a plain step: one parameter group on one device and dtype, every parameter
     with a gradient and a state, numbers (not tensors) for lr, betas and eps, no AMP grad scale, no
-    amsgrad. Anything else (the first step, which creates the state, included) is torch's own
-    ``step``. A closure is evaluated first, as torch does.
+    amsgrad. Anything else (the first step, which creates the state, included; ``fused=False``,
+    for devices without the fused kernel, always) is torch's own ``step``. A closure is evaluated
+    first, as torch does.
     """
 
     def __init__(self, params: Any, lr: float = 1e-3, **kwargs: Any):
-        super().__init__(params, lr=lr, fused=True, **kwargs)
+        super().__init__(params, lr=lr, **{"fused": True, **kwargs})
 
     def step(self, closure: Any = None) -> Any:
         loss = None
@@ -80,8 +81,8 @@ class Adam(torch.optim.Adam):
     def _plain(self, group: dict[str, Any], grads: list[Tensor | None], states: list[Any]) -> bool:
         """Whether this step is one the short path takes exactly as torch's step would."""
         numbers = not any(isinstance(v, Tensor) for v in (group["lr"], group["eps"], group["weight_decay"], *group["betas"]))
-        options = not (group["amsgrad"] or group["capturable"] or group["differentiable"]
-                       or group["decoupled_weight_decay"])
+        options = group["fused"] and not (group["amsgrad"] or group["capturable"] or group["differentiable"]
+                                          or group["decoupled_weight_decay"])
         scaled = getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
         return (len(self.param_groups) == 1 and numbers and options and not scaled
                 and all(g is not None for g in grads) and all(states) and not any(g.is_sparse for g in grads)

@@ -93,6 +93,19 @@ def test_adam_falls_back_to_torch_for_a_missing_gradient_and_an_amp_scale(monkey
     assert len(calls) == 4 + 3  # ours: the first step, the missing gradient, the scale
 
 
+def test_adam_without_fused_is_torchs_adam(monkeypatch):
+    ours, theirs = parameters(), parameters()
+    lean, reference = Adam(ours, lr=1e-2, fused=False), torch.optim.Adam(theirs, lr=1e-2)
+    calls = count_torch_steps(monkeypatch)
+    for step in range(3):
+        set_gradients(ours, step)
+        set_gradients(theirs, step)
+        lean.step()
+        reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert len(calls) == 3 + 3  # every step of ours is torch's
+
+
 def test_adam_checkpoints_like_torchs_adam():
     ours, theirs = parameters(), parameters()
     lean, reference = Adam(ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2, fused=True)

@@ -253,9 +253,7 @@ class ActorCritic(nn.Module):
             return {k: preprocess_leaf(s, obs[k].reshape(-1, *s.shape), dtype) for k, s in spaces.items()}, lead
         lead = obs.shape[: obs.dim() - event_ndim(spaces)]
         x = obs.reshape(-1, *spaces.shape)
-        if self.obs_rms is not None and not normalized:
-            x = self.obs_rms.normalize(x.to(dtype))
-        return preprocess_leaf(spaces, x, dtype), lead
+        return preprocess_leaf(spaces, x if normalized else self.normalize(x), dtype), lead
 
     @property
     def _dtype(self) -> torch.dtype:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 import yaml
-
 from time_to_solve import Stopwatch, run
 
 

@@ -7,7 +7,7 @@ rev="$1"
 tree=$(mktemp -d)
 git worktree add -q --detach "$tree" "$rev"
 trap 'git worktree remove --force "$tree"' EXIT
-cp -r configs "$tree/configs-here"
+cp -rL configs "$tree/configs-here"
 sed "s#ROOT / \"configs\"#ROOT / \"configs-here\"#" benchmarks/fingerprints.py > "$tree/fingerprints.py"
 sed -i "s#ROOT = Path(__file__).resolve().parents\[1\]#ROOT = Path(__file__).resolve().parent#" "$tree/fingerprints.py"
 (cd "$tree" && PYTHONPATH="$tree" python fingerprints.py 2>/dev/null | grep yaml) > "$tree/then.txt"

@@ -30,8 +30,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from pg_lightning import PPO, Collector, Reinforce
-from pg_lightning.registry import model_from_config
 from pg_lightning.policies import ActorCritic
+from pg_lightning.registry import model_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

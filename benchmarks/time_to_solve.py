@@ -20,9 +20,9 @@ PROCESS_START = time.perf_counter()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import statistics  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
@@ -31,9 +31,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from pg_lightning import StopWhenSolved  # noqa: E402
-from pg_lightning.registry import model_from_config  # noqa: E402
-from pg_lightning.data import Collector  # noqa: E402
+from pg_lightning.collector import Collector  # noqa: E402
 from pg_lightning.modules import PolicyGradient  # noqa: E402
+from pg_lightning.registry import model_from_config  # noqa: E402
 
 IMPORTS_DONE = time.perf_counter()
 

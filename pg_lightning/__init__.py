@@ -15,8 +15,8 @@ _EXPORTS = {
     **ALGORITHMS,
     "PolicyGradient": "pg_lightning.modules.base",
     "ActorCritic": "pg_lightning.policies",
-    "Batch": "pg_lightning.data",
-    "Collector": "pg_lightning.data",
+    "Batch": "pg_lightning.batch",
+    "Collector": "pg_lightning.collector",
     "EpisodeDataset": "pg_lightning.data",
     "RolloutDataset": "pg_lightning.data",
     "EnvStepProgressBar": "pg_lightning.callbacks",
@@ -25,6 +25,7 @@ _EXPORTS = {
     "ConfigError": "pg_lightning.errors",
     "load_module": "pg_lightning.registry",
     "load_policy": "pg_lightning.registry",
+    "load_from_hub": "pg_lightning.hub_download",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ class RunCheckpoint(ModelCheckpoint):
         super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # ModelCheckpoint copies callback_metrics every epoch (~0.2 ms) before it checks its
+        # ModelCheckpoint copies callback_metrics every epoch before it checks its
         # cadence; an epoch off the cadence saves nothing (unless save_last="link" re-links)
         due = self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0
         if due or self.save_last == "link":
@@ -34,7 +34,7 @@ class RunCheckpoint(ModelCheckpoint):
     @property
     def state_key(self) -> str:
         """ModelCheckpoint's key, rebuilt only when its arguments change: Lightning reads it on
-        every callback hook call, and building it costs ~2 µs."""
+        every callback hook call."""
         args = (self.monitor, self.mode, self._every_n_train_steps, self._every_n_epochs, self._train_time_interval)
         if getattr(self, "_state_key", (None, ""))[0] != args:
             self._state_key = (args, super().state_key)

@@ -4,25 +4,23 @@ Lightning saves the weights, optimizer and schedulers; the entry adds what they 
 which algorithm on which env, the run's counters and every process's collector state. A file is
 checked before anything is built from it: it exists, loads with ``weights_only=True`` (tensors
 and plain data only, so an untrusted file cannot run code), carries the entry, and its
-hyperparameters name a registered env and sizes within reason.
+hyperparameters name nothing the user did not allow (``trust``) and sizes within reason.
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pg_lightning.envs import env_spec
+from pg_lightning import trust
 from pg_lightning.errors import ConfigError
 
 KEY = "pg_lightning"
-MAX_LAYER_WIDTH = 1 << 16
-MAX_ENVS = 1 << 14
-MAX_PARAMETERS = 1 << 28  # 1 GiB of float32 weights
 
 
 def make_entry(
@@ -78,27 +76,25 @@ def read(path: str | Path, trusted: bool = False, what: str = "checkpoint") -> d
     return checkpoint
 
 
-def hyperparameters(checkpoint: dict[str, Any], source: str) -> dict[str, Any]:
+def hyperparameters(checkpoint: dict[str, Any], source: str, allow: Collection[str] = (),
+                    restated: Collection[str] = (), trusted: bool = False) -> dict[str, Any]:
     """The constructor arguments a checkpoint was saved with, checked before anything is built
-    from them (LightningCLI's private ``_class_path`` / ``_instantiator`` entries dropped)."""
+    from them (LightningCLI's private ``_class_path`` / ``_instantiator`` entries dropped): the
+    names they hold pass the trust boundary (``trust.check_names``: ``allow`` and the ``restated``
+    fields are the user's say; ``trusted`` skips it), their sizes are bounded, and the weights
+    are tensors."""
     saved = checkpoint.get("hyper_parameters")
     if not isinstance(saved, dict):
         raise ConfigError(f"{source}: no 'hyper_parameters' entry")
     hparams = {k: v for k, v in saved.items() if not str(k).startswith("_")}
-    env_id = hparams.get("env_id")
-    if not isinstance(env_id, str):
-        raise ConfigError(f"{source}: env_id must be a gymnasium id, got {env_id!r}")
-    env_spec(env_id)  # registered here
-    widths = hparams.get("hidden_sizes", ())
-    if not (isinstance(widths, (list, tuple)) and all(isinstance(w, int) and 0 < w <= MAX_LAYER_WIDTH for w in widths)):
-        raise ConfigError(f"{source}: hidden_sizes must be integers in [1, {MAX_LAYER_WIDTH}], got {widths!r}")
-    num_envs = hparams.get("num_envs", 1)
-    if not (isinstance(num_envs, int) and 0 < num_envs <= MAX_ENVS):
-        raise ConfigError(f"{source}: num_envs must be an integer in [1, {MAX_ENVS}], got {num_envs!r}")
+    if trusted:
+        trust.check_sizes(hparams, source)
+    else:
+        trust.check_names(hparams, source, allow, restated)
     state_dict = checkpoint.get("state_dict")
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ConfigError(f"{source}: no 'state_dict' of tensors")
     size = sum(v.numel() for v in state_dict.values())
-    if size > MAX_PARAMETERS:
-        raise ConfigError(f"{source}: {size} weights, more than {MAX_PARAMETERS}")
+    if size > trust.MAX_PARAMETERS:
+        raise ConfigError(f"{source}: {size} weights, more than {trust.MAX_PARAMETERS}")
     return hparams

@@ -13,8 +13,10 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from pg_lightning import checkpoints, registry
+from pg_lightning import checkpoints, packaged
 from pg_lightning.callbacks import RunCheckpoint, StopWhenSolved
+from pg_lightning.classpaths import import_class
+from pg_lightning.cli_args import check_checkpoint, given_model_arguments, with_model
 from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.loggers import run_folder
 from pg_lightning.modules import PolicyGradient
@@ -101,19 +103,27 @@ class CLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         # ``main`` always passes the argument list (with ``fit`` inserted); no warning about it.
         self.config = parser.parse_args(args)
-        self.given_model_arguments = _given_model_arguments(args)
+        self.given_model_arguments = given_model_arguments(args)
         config = self._config()
-        self.checkpoint_entry = _check_checkpoint(config.get("ckpt_path"), config.model)  # before Lightning reads it
+        # before Lightning reads it: what the user gives again is theirs, the rest must pass the trust boundary
+        self.checkpoint = check_checkpoint(config.get("ckpt_path"), config.model, self.given_model_arguments)
         if config.seed_everything is True and "seed" in (config.model.get("init_args") or {}):
             config.seed_everything = config.model.init_args.seed  # one seed fixes the run
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning puts the checkpoint's hyperparameters over the whole model config; the ones
-        this command sets itself still win, so ``--ckpt_path X --model.max_env_steps 2M`` resumes
-        a run with a longer budget, except ``FIXED_BY_CHECKPOINT``, which must match."""
+        """The checkpoint's hyperparameters over the whole model config (as LightningCLI 2.6 does,
+        here for every supported Lightning: 2.5 cannot read ``_class_path``); the ones this command
+        sets itself still win, so ``--ckpt_path X --model.max_env_steps 2M`` resumes a run with a
+        longer budget, except ``FIXED_BY_CHECKPOINT``, which must match."""
+        hparams = dict((self.checkpoint or {}).get("hyper_parameters") or {})  # read and checked in parse_arguments
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
         init_args = self._config().model.init_args
         given = {k: init_args[k] for k in self.given_model_arguments if k in init_args}
-        super()._parse_ckpt_path()
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
         saved = self._config().model.init_args
         for key, value in given.items():
             if key in FIXED_BY_CHECKPOINT and saved[key] != value:
@@ -132,7 +142,7 @@ class CLI(LightningCLI):
         if trainer.enable_checkpointing is False:  # the checkpoint group is a callback too: make it save nothing
             trainer.enable_checkpointing = None
             config.checkpoint.save_top_k, config.checkpoint.save_last = 0, False
-        run_id = (self.checkpoint_entry or {}).get("wandb_run_id")
+        run_id = (self.checkpoint or {}).get(checkpoints.KEY, {}).get("wandb_run_id")
         if self.subcommand == "fit" and run_id:
             _continue_wandb_run(trainer.logger, run_id)
 
@@ -155,46 +165,6 @@ class CLI(LightningCLI):
               f"(seed {model.hparams.seed}); {result}; run folder {run_folder(trainer)}")
 
 
-def _is_local_file(path: str | None) -> bool:
-    """Whether ``--ckpt_path`` names a file (not Lightning's "last"/"hpc"/"registry" or a URL)."""
-    return path is not None and path not in ("last", "hpc", "registry") and "://" not in str(path)
-
-
-def _check_checkpoint(path: str | None, model) -> dict[str, Any] | None:
-    """A missing, unreadable or foreign ``--ckpt_path`` fails before anything is built or written;
-    the checkpoint's pg_lightning entry if it is a local file."""
-    if not _is_local_file(path):
-        return None
-    checkpoint, source = _read_checkpoint(path)
-    entry = checkpoints.entry_of(checkpoint, source)
-    checkpoints.check_identity(entry, str(model.class_path).rpartition(".")[2], model.init_args.get("env_id"))
-    checkpoints.hyperparameters(checkpoint, source)  # sane before LightningCLI builds the model from them
-    return entry
-
-
-def _option_values(args: list[str], option: str) -> list[str]:
-    """The values given to ``option`` (``--option VALUE`` or ``--option=VALUE``), in order."""
-    values = []
-    for i, arg in enumerate(args):
-        if arg == option and i + 1 < len(args):
-            values.append(args[i + 1])
-        elif arg.startswith(f"{option}="):
-            values.append(arg.split("=", 1)[1])
-    return values
-
-
-def _given_model_arguments(args: list[str]) -> set[str]:
-    """The model arguments a command line sets: ``--model.X`` and its ``--config`` files' ``model.init_args``."""
-    given = {a.removeprefix("--model.").removeprefix("init_args.").split("=")[0] for a in args
-             if a.startswith("--model.")}
-    for path in _option_values(args, "--config"):
-        with open(path) as f:
-            model = (yaml.safe_load(f) or {}).get("model")
-        if isinstance(model, dict) and isinstance(model.get("init_args"), dict):
-            given |= set(model["init_args"])
-    return given
-
-
 def _continue_wandb_run(logger_config: Any, run_id: str) -> None:
     """Resuming a checkpoint continues its W&B run (same id, same run folder) unless the logger
     names a run of its own."""
@@ -202,47 +172,10 @@ def _continue_wandb_run(logger_config: Any, run_id: str) -> None:
     for config in configs:
         if not hasattr(config, "class_path"):
             continue
-        cls = registry.import_class(config.class_path)
+        cls = import_class(config.class_path)
         init = config.init_args
         if issubclass(cls, WandbLogger) and init.get("id") is None and init.get("version") is None:
             init.id = run_id
-
-
-def _read_checkpoint(path: str) -> tuple[dict[str, Any], str]:
-    """``--ckpt_path`` loaded (one ConfigError line if it cannot be), and how errors name it."""
-    return checkpoints.read(path, what="--ckpt_path"), f"--ckpt_path {path!r}"
-
-
-def _with_model(args: list[str]) -> list[str]:
-    """``args`` with the model chosen first, so ``--model.*`` arguments may come before ``--model X``.
-
-    Without ``--model X`` or ``--config``, ``validate`` / ``test`` given ``--ckpt_path`` build the
-    model the checkpoint describes (its algorithm and hyperparameters), and everything else gets
-    the seed's ``Reinforce``. The default is an argument, not a parser default: jsonargparse
-    carries a default model's arguments over to another ``--model`` (PPO would get Reinforce's lr).
-    """
-    subcommand, rest = args[0], args[1:]
-    if any(a == "--config" or a.startswith("--config=") for a in rest):
-        return args
-    choices, others, i = [], [], 0
-    while i < len(rest):
-        width = 2 if rest[i] == "--model" and i + 1 < len(rest) else 1
-        (choices if rest[i] == "--model" or rest[i].startswith("--model=") else others).append(rest[i : i + width])
-        i += width
-    if not choices:
-        choices = [_model_of_checkpoint(args) or ["--model", registry.class_path(registry.DEFAULT)]]
-    return [subcommand, *choices[-1], *(a for group in others for a in group)]
-
-
-def _model_of_checkpoint(args: list[str]) -> list[str]:
-    """``--model`` with the algorithm of ``--ckpt_path``, for validate / test; LightningCLI then
-    applies the checkpoint's hyperparameters (checked first by ``_check_checkpoint``)."""
-    paths = _option_values(args, "--ckpt_path")
-    if args[0] not in ("validate", "test") or not paths or not _is_local_file(paths[-1]):
-        return []
-    checkpoint, source = _read_checkpoint(paths[-1])
-    name = checkpoints.entry_of(checkpoint, source).get("algorithm")
-    return ["--model", registry.class_path(registry.algorithm(name, source).__name__)]
 
 
 def _config_error(err: BaseException) -> ConfigError | None:
@@ -252,6 +185,12 @@ def _config_error(err: BaseException) -> ConfigError | None:
             return err
         err = err.__cause__ or err.__context__
     return None
+
+
+def _help_epilog() -> dict[str, Any]:
+    """``parser_kwargs`` that end every ``--help`` with the packaged configs (``packaged.epilog``)."""
+    epilog = {"epilog": packaged.epilog()}
+    return {**epilog, **{subcommand: dict(epilog) for subcommand in SUBCOMMANDS}}
 
 
 def main(args: list[str] | None = None) -> CLI:
@@ -268,7 +207,8 @@ def main(args: list[str] | None = None) -> CLI:
                 subclass_mode_model=True,
                 save_config_callback=SaveRunConfig,
                 save_config_kwargs={"overwrite": True},
-                args=_with_model(args),
+                args=with_model(packaged.resolve_args(args)),
+                parser_kwargs=_help_epilog(),
             )
         exit_code = 0
         return cli

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -13,12 +13,12 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
 from pg_lightning import observations
+from pg_lightning.classpaths import class_spec
 from pg_lightning.errors import ConfigError
-from pg_lightning.registry import class_spec
 
 Vectorization = Literal["auto", "vector_entry_point", "sync", "async"]
 WRAPPED_STATS = "wrapped_episode"  # the info key of episode statistics taken outside the wrappers
-Wrappers = Union[list[Union[str, dict[str, Any]]], None]  # class paths or {class_path, init_args}
+Wrappers = list[str | dict[str, Any]] | None  # class paths or {class_path, init_args}
 
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -57,8 +57,8 @@ def make_env(
 
     ``RecordEpisodeStatistics`` sits inside the wrappers, as in CleanRL and SB3's Monitor: the
     returns reported are the env's own (a reward-clipping wrapper does not change them). With
-    wrappers, a second one outside them (``WRAPPED_STATS``) reports the episodes a wrapper ends
-    before the env does (e.g. a ``TimeLimit`` wrapper), with the rewards the wrappers return.
+    wrappers, ``WrapperEndedEpisodes`` outside them (``WRAPPED_STATS``) reports the episodes a
+    wrapper ends before the env does (e.g. a ``TimeLimit`` wrapper), on the env's scale too.
     """
     env = gym.make(env_id, **{**(env_kwargs or {}), **make_kwargs})
     for wrap in wrapper_chain(wrappers, inner):
@@ -68,10 +68,55 @@ def make_env(
 
 def wrapper_chain(wrappers: Wrappers, inner: Sequence[Callable[[gym.Env], gym.Env]] = ()) -> list[Callable[[gym.Env], gym.Env]]:
     """What wraps every env, innermost first: the env's own episode statistics, ``inner``, the
-    config's ``wrappers`` and, when there are any, the statistics taken outside them."""
-    factories = wrapper_factories(wrappers)
-    outer = [functools.partial(RecordEpisodeStatistics, stats_key=WRAPPED_STATS)] if factories else []
+    config's ``wrappers`` and, when there are any, the statistics of episodes they end."""
+    factories = [_without_duplicate_stats(wrap) for wrap in wrapper_factories(wrappers)]
+    outer = [WrapperEndedEpisodes] if factories else []
     return [RecordEpisodeStatistics, *inner, *factories, *outer]
+
+
+def _without_duplicate_stats(wrap: Callable[[gym.Env], gym.Env]) -> Callable[[gym.Env], gym.Env]:
+    """``wrap``, except that a ``RecordEpisodeStatistics`` it makes under a key the chain records
+    already (``wrappers: [gymnasium.wrappers.RecordEpisodeStatistics]``, a CleanRL habit) is left
+    out: it would assert at the first episode end, and the chain records those statistics itself."""
+
+    def wrap_once(env: gym.Env) -> gym.Env:
+        wrapped = wrap(env)
+        duplicate = isinstance(wrapped, RecordEpisodeStatistics) and wrapped is not env and (
+            getattr(wrapped, "_stats_key", "episode") in ("episode", WRAPPED_STATS))
+        return wrapped.env if duplicate else wrapped
+
+    return wrap_once
+
+
+class WrapperEndedEpisodes(gym.Wrapper):
+    """Outside the config's wrappers: when a wrapper ends an episode the env has not ended (a
+    ``TimeLimit`` wrapper, a life-loss signal), ``info[WRAPPED_STATS]`` holds its return and
+    length on the env's own scale, as the innermost ``RecordEpisodeStatistics`` counted them
+    since the env's last reset, so that every reported return is the env's, whatever the
+    wrappers do to the rewards (clipping, scaling). Episodes the env ends are reported by
+    ``info["episode"]`` alone."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.own = _innermost_statistics(env)
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if (terminated or truncated) and "episode" not in info:
+            info[WRAPPED_STATS] = {"r": self.own.episode_returns, "l": self.own.episode_lengths}
+        return obs, reward, terminated, truncated, info
+
+
+def _innermost_statistics(env: gym.Env) -> RecordEpisodeStatistics:
+    """The ``RecordEpisodeStatistics`` closest to the env in ``env``'s wrappers (the env's own returns)."""
+    found = None
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, RecordEpisodeStatistics):
+            found = env
+        env = env.env
+    if found is None:
+        raise ValueError("WrapperEndedEpisodes needs a RecordEpisodeStatistics inside the wrappers")
+    return found
 
 
 def probe_spaces(
@@ -90,7 +135,7 @@ def probe_spaces(
         for spec, wrap in zip(wrappers or (), factories):
             try:
                 env = wrap(env)
-            except Exception as err:  # noqa: BLE001 - any failure of a user's wrapper is a config error
+            except Exception as err:
                 raise ConfigError(f"wrappers: {spec} failed on {env_id}: {type(err).__name__}: {err}") from None
         return env.observation_space, env.action_space
     finally:
@@ -132,7 +177,8 @@ def make_vector_env(
 
 def env_action(action_space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
     """What the env is given for a policy's action (or a batch of them): clipped to the bounds of
-    a Box space, else as it is."""
+    a Box space, else as it is (discrete actions leave the policy as the space's values, ``start``
+    included: see ``distributions.CategoricalHead``)."""
     if isinstance(action_space, gym.spaces.Box):
         return lambda action: np.clip(action, action_space.low, action_space.high)
     return lambda action: action
@@ -174,6 +220,7 @@ class SingleEnv(gym.vector.VectorEnv):
             obs, _ = self.reset()
             return obs, np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), {}
         obs, reward, terminated, truncated, _ = self.env.step(self.single_action(actions[0]))
+        terminated, truncated = bool(terminated), bool(truncated)  # numpy ints are legal flags; masks need bools
         self._return += float(reward)
         self._length += 1
         info: dict[str, Any] = {}

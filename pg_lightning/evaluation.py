@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from pg_lightning import observations
-from pg_lightning.envs import Wrappers, env_action, make_env
+from pg_lightning.envs import WRAPPED_STATS, Wrappers, env_action, make_env
 from pg_lightning.loggers import axis, run_folder
 from pg_lightning.policies import ActorCritic
 
@@ -98,15 +98,17 @@ def stochastic_actor(policy: ActorCritic, action_space: gym.Space, seed: int) ->
 
 def play_episode(env: gym.Env, act: Callable[[Any], np.ndarray], seed: int | None = None) -> tuple[float, int]:
     """One episode of ``act`` in ``env``: its return and length, as the env's own episode
-    statistics report them (unclipped by wrappers), else summed from the rewards seen."""
+    statistics report them (unclipped by wrappers, also when a wrapper ended the episode: see
+    ``envs.WrapperEndedEpisodes``), else summed from the rewards seen."""
     obs, _ = env.reset(seed=seed)
     total, length, done, info = 0.0, 0, False, {}
     while not done:
         obs, reward, terminated, truncated, info = env.step(act(obs))
         total, length = total + float(reward), length + 1
-        done = terminated or truncated
-    if "episode" in info:
-        return float(info["episode"]["r"]), int(info["episode"]["l"])
+        done = bool(terminated or truncated)  # numpy ints are legal flags
+    for key in ("episode", WRAPPED_STATS):
+        if key in info:
+            return float(info[key]["r"]), int(info[key]["l"])
     return total, length
 
 

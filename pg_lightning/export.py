@@ -4,8 +4,8 @@
 
 The exported graph maps a batch of observations ``[B, *obs_shape]`` in the env's dtype (float32,
 uint8 images, int64 Discrete; a dict of them for Dict / Tuple spaces) to the deterministic
-action of :meth:`ActorCritic.forward` (argmax for discrete spaces, the Gaussian mean for Box, not
-clipped to the action bounds), with observation normalisation included and its running
+action of :meth:`ActorCritic.forward` (for discrete spaces the argmax as the space's value, its
+``start`` included; the Gaussian mean for Box, not clipped to the action bounds), with observation normalisation included and its running
 statistics frozen at their checkpointed values. The critic is not exported.
 
 Checkpoints are read by ``pg_lightning.registry.load_module``: with ``torch.load(weights_only=True)``
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pg_lightning import observations
+from pg_lightning import observations, trust
 from pg_lightning.errors import ConfigError, MissingExtra
 from pg_lightning.policies import ActorCritic
 from pg_lightning.registry import load_module
@@ -185,10 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="a .ckpt written by Reinforce, A2C or PPO")
     parser.add_argument("--format", choices=FORMATS, default="torchscript", help="default: torchscript")
     parser.add_argument("--output", "-o", required=True, help="file to write (e.g. policy.pt or policy.onnx)")
-    parser.add_argument(
-        "--trust-checkpoint", action="store_true",
-        help="load with weights_only=False (full unpickling, which can run code): only for files you trust",
-    )
+    trust.add_arguments(parser)
     return parser
 
 
@@ -196,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the export CLI on ``argv`` (default: the command line); bad inputs exit 2 with ``error: ...``."""
     args = _parser().parse_args(argv)
     try:
-        module = load_module(args.checkpoint, trusted=args.trust_checkpoint)
+        module = load_module(args.checkpoint, trusted=args.trust_checkpoint, allow=args.allow)
         path = EXPORTERS[args.format](module.policy, args.output)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

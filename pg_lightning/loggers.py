@@ -3,7 +3,11 @@ folder every logger's files share."""
 
 from __future__ import annotations
 
+import functools
+import netrc
 import os
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +25,36 @@ def axis(key: str) -> str:
     return f"{prefix}/env_steps" if prefix in AXES and key != f"{prefix}/env_steps" else "trainer/global_step"
 
 
+def _wandb_settings() -> Any:
+    """W&B's settings for this process (``wandb login --host``, ``WANDB_*``), without starting its service."""
+    from wandb.sdk import wandb_setup
+
+    setup = wandb_setup.singleton()  # creates the singleton from wandb 0.2x on
+    return (setup if setup is not None else wandb_setup._setup(start_service=False)).settings
+
+
 def wandb_logged_in() -> bool:
     """W&B's own answer to "are there credentials for the server it would talk to?": the
     ``WANDB_API_KEY`` / identity-token variables, the netrc file (``NETRC`` or ``~/.netrc``) and
-    the host of ``wandb login --host`` / ``WANDB_BASE_URL``. Never prompts."""
+    the host of ``wandb login --host`` / ``WANDB_BASE_URL``. Never prompts, never goes online.
+    Asked of W&B's private ``wbauth`` module where this W&B has it, else of its settings and the
+    netrc file (``credentials_configured``); chosen once, at first use."""
+    return _login_check()()
+
+
+@functools.cache
+def _login_check() -> Callable[[], bool]:
+    """``wbauth_logged_in`` if this W&B has the ``wbauth`` functions it calls, else ``credentials_configured``."""
+    try:
+        from wandb.sdk.lib import wbauth
+    except ImportError:
+        return credentials_configured
+    needed = ("HostUrl", "authenticate_session")
+    return wbauth_logged_in if all(hasattr(wbauth, name) for name in needed) else credentials_configured
+
+
+def wbauth_logged_in() -> bool:
+    """W&B's own credential lookup (a private module), with prompting and session updates off."""
     from wandb.errors import AuthenticationError
     from wandb.sdk import wandb_setup
     from wandb.sdk.lib import wbauth
@@ -38,15 +68,30 @@ def wandb_logged_in() -> bool:
         return False
 
 
+def credentials_configured() -> bool:
+    """The public fallback of ``wandb_logged_in``: an API key or identity-token file in W&B's
+    settings (which read the ``WANDB_*`` variables and settings files), or an entry for the
+    settings' host in the netrc file. Reads files only (``wandb.login(prompt=False)`` would also
+    write settings and look the user up online)."""
+    settings = _wandb_settings()
+    if getattr(settings, "api_key", None) or getattr(settings, "identity_token_file", None):
+        return True
+    host = urllib.parse.urlparse(settings.base_url).hostname
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return host is not None and netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def wandb_reachable(timeout: float = 3.0) -> bool:
     """Whether W&B's server answers an HTTP request, through ``HTTPS_PROXY`` / ``NO_PROXY`` as
     W&B's own requests go. A 5xx answer (a proxy that cannot reach the server says 502-504) is
     no answer from W&B."""
     import requests
-    from wandb.sdk import wandb_setup
 
     try:
-        return requests.head(wandb_setup.singleton().settings.base_url, timeout=timeout).status_code < 500
+        return requests.head(_wandb_settings().base_url, timeout=timeout).status_code < 500
     except requests.RequestException:
         return False
 

@@ -15,9 +15,9 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from pg_lightning.classpaths import class_spec
 from pg_lightning.errors import ConfigError
-from pg_lightning.observations import image_shape, is_image, leaf_spaces
-from pg_lightning.registry import class_spec
+from pg_lightning.observations import check_image_stack, image_shape, is_image, leaf_spaces
 
 
 class NatureCNN(nn.Module):
@@ -44,20 +44,42 @@ class NatureCNN(nn.Module):
         return self.net(x)
 
 
+def entry_encoder(space: gym.Space) -> nn.Module:
+    """The encoder of one observation entry: the Nature CNN for an image, a flatten otherwise."""
+    return NatureCNN(*image_shape(space)) if is_image(space) else nn.Flatten()
+
+
 class Encoder(nn.Module):
-    """One encoder per observation entry (the Nature CNN for images, a flatten otherwise), concatenated."""
+    """One encoder per observation entry (the Nature CNN for images, a flatten otherwise), concatenated.
+
+    Entries are named in ``parts`` by ``module_name`` of their key (the key itself unless
+    ``ModuleDict`` refuses it), so checkpoints keep their parameter names."""
 
     def __init__(self, observation_space: gym.Space):
         super().__init__()
+        check_image_stack(observation_space)
         spaces = leaf_spaces(observation_space)
-        make = lambda space: NatureCNN(*image_shape(space)) if is_image(space) else nn.Flatten()  # noqa: E731
         self.keys = list(spaces) if isinstance(spaces, dict) else None
-        self.parts = nn.ModuleDict({k: make(s) for k, s in spaces.items()}) if self.keys is not None else make(spaces)
+        self.names = [module_name(k) for k in self.keys] if self.keys is not None else None
+        self.parts = (nn.ModuleDict({module_name(k): entry_encoder(s) for k, s in spaces.items()})
+                      if self.keys is not None else entry_encoder(spaces))
 
     def forward(self, x: Tensor | dict[str, Tensor]) -> Tensor:
         if self.keys is None:
             return self.parts(x)
-        return torch.cat([self.parts[k](x[k]) for k in self.keys], -1)
+        return torch.cat([self.parts[name](x[k]) for name, k in zip(self.names, self.keys)], -1)
+
+
+_MODULE_DICT = nn.ModuleDict()  # the attributes a ModuleDict name must not shadow
+
+
+def module_name(key: str) -> str:
+    """``key`` as a ``ModuleDict`` name: itself when allowed (no ".", not empty, no ``ModuleDict``
+    attribute such as ``keys``), else ``%`` and the key with ``%`` and ``.`` percent-encoded.
+    Kept keys hold no ``%``, and every changed one starts with it: distinct keys stay distinct."""
+    if key and "." not in key and "%" not in key and not hasattr(_MODULE_DICT, key):
+        return key
+    return "%" + key.replace("%", "%25").replace(".", "%2E")
 
 
 def user_network(spec: str | dict[str, Any], observation_space: gym.Space) -> nn.Module:

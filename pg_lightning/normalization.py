@@ -1,13 +1,15 @@
-"""Running statistics for observation and reward normalisation, pooled over processes.
+"""Observation and reward normalisation: running statistics, pooled over processes.
 
-``RunningMeanStd`` keeps them as buffers (checkpoints and exported policies carry them);
-``pooled_moments`` reduces a batch to its moments over every process's rows, in float64 on the
-CPU (no float64 tensor ever lives on an accelerator, which MPS would refuse).
+``RunningMeanStd`` keeps statistics as buffers (checkpoints and exported policies carry them);
+``pooled_moments`` reduces rows to their moments over every process, in float64 on the CPU (no
+float64 tensor ever lives on an accelerator, which MPS would refuse); ``Normalizer`` is the run's
+owner of both statistics, updated from each collected batch.
+
+Shapes keep leading dimensions for batch dimensions: a statistic of shape ``S`` is updated by rows
+``[n, *S]``, and the running discounted return has one entry per batch column.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -15,9 +17,6 @@ from torch import Tensor, nn
 
 from pg_lightning.distributed import gather_rows
 from pg_lightning.returns import running_returns
-
-if TYPE_CHECKING:
-    from pg_lightning.data import Batch
 
 
 class RunningMeanStd(nn.Module):
@@ -66,17 +65,39 @@ def pooled_moments(trainer: L.Trainer, x: Tensor) -> tuple[Tensor, Tensor, int]:
     return mean, (total[1 + d :] / count - mean.pow(2)).clamp_min(0), count
 
 
-def fold_statistics(
-    trainer: L.Trainer, batch: Batch, obs_rms: RunningMeanStd | None, reward_rms: RunningMeanStd | None,
-    running_return: Tensor, gamma: float,
-) -> Tensor:
-    """Fold a batch's real transitions into the observation and reward statistics (pooled over
-    processes); returns the running discounted return per batch column to carry to the next batch."""
-    mask = batch.mask
-    if obs_rms is not None:
-        obs_rms.update(*pooled_moments(trainer, batch.observations[mask].flatten(1)))
-    if reward_rms is None:
-        return running_return
-    sums = running_returns(batch.rewards.cpu(), batch.terminated.cpu(), batch.truncated.cpu(), gamma, running_return)
-    reward_rms.update(*pooled_moments(trainer, sums[mask.cpu()].unsqueeze(-1)))
-    return sums[-1] * ~(batch.terminated | batch.truncated)[-1].cpu()
+class Normalizer(nn.Module):
+    """A run's normalisation statistics: the observation statistics (the policy's ``obs_rms``,
+    referenced here: the policy applies them and its checkpoint keys and exports carry them) and
+    the reward statistics, the spread of the running discounted return (gymnasium's
+    NormalizeReward), with that return per batch column (``[N]`` of the ``[T, N]`` batches).
+
+    Its ``state_dict`` holds the reward statistics; the running return restarts with every
+    episode (``restart``), so checkpoints do not keep it.
+    """
+
+    def __init__(self, observations: RunningMeanStd | None, normalize_rewards: bool, gamma: float, columns: int):
+        super().__init__()
+        object.__setattr__(self, "observations", observations)  # referenced, not registered: saved once, by the policy
+        self.rewards = RunningMeanStd() if normalize_rewards else None
+        self.gamma = gamma
+        self.running_return = torch.zeros(columns)  # R_{t-1} of each column, this process's own
+
+    def restart(self) -> None:
+        """Every episode starts anew (a new collector, a resumed run): so does the running return."""
+        self.running_return = torch.zeros_like(self.running_return)
+
+    def scale_rewards(self, rewards: Tensor) -> Tensor:
+        """``rewards`` divided by the running std of discounted returns (unchanged without reward statistics)."""
+        return rewards if self.rewards is None else self.rewards.scale(rewards)
+
+    def update(self, trainer: L.Trainer, observations: Tensor, mask: Tensor, rewards: Tensor,
+               terminated: Tensor, truncated: Tensor) -> None:
+        """Fold a ``[T, N]`` batch's real transitions (``mask``) into the statistics, pooled over
+        processes, and carry each column's running return to the next batch."""
+        if self.observations is not None:
+            self.observations.update(*pooled_moments(trainer, observations[mask].flatten(1)))
+        if self.rewards is None:
+            return
+        sums = running_returns(rewards.cpu(), terminated.cpu(), truncated.cpu(), self.gamma, self.running_return)
+        self.rewards.update(*pooled_moments(trainer, sums[mask.cpu()].unsqueeze(-1)))
+        self.running_return = sums[-1] * ~(terminated | truncated)[-1].cpu()

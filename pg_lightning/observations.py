@@ -4,14 +4,15 @@ Observations travel as the env returns them, in their own dtype: a uint8 image s
 batches (a rollout of 8 × 128 Atari frames costs a quarter of float32's memory). ``Dict`` and
 ``Tuple`` observations travel as one flat dict ``{"key": array}`` (nested keys joined by ``/``,
 tuple entries by their index), so every container in the pipeline handles at most one level.
-``preprocess`` turns them into float tensors inside the network: images scaled to [0, 1] and put
-channels first, ``Discrete``/``MultiDiscrete`` one-hot, every other ``Box`` or ``MultiBinary`` cast.
+``preprocess`` turns them into float tensors inside the network: images (uint8 0-255 of rank 3, or
+rank 2 as one grayscale channel) scaled to [0, 1] and put channels first, ``Discrete``/``MultiDiscrete``
+one-hot, every other ``Box`` or ``MultiBinary`` cast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -21,8 +22,9 @@ from torch.nn import functional as F
 
 from pg_lightning.errors import ConfigError
 
-Tree = Union[Any, dict[str, Any]]  # one array / tensor, or a flat dict of them
-SUPPORTED = "Box (any dtype; uint8 images of at least 36×36 go through a CNN), Discrete, MultiDiscrete, MultiBinary, and Dict / Tuple of these"
+Tree = Any | dict[str, Any]  # one array / tensor, or a flat dict of them
+SUPPORTED = ("Box (any dtype; uint8 images or frames of at least 36×36 go through a CNN), Discrete, MultiDiscrete, "
+             "MultiBinary, and Dict / Tuple of these")
 MIN_IMAGE_SIZE = 36  # the Nature CNN's smallest input (8×8/4, 4×4/2, 3×3/1 convolutions)
 
 
@@ -70,23 +72,53 @@ def sample(space: gym.Space, n: int) -> Tree:
     return stack([flatten(space.sample()) for _ in range(n)])
 
 
-def is_image(space: gym.Space) -> bool:
-    """A uint8 ``Box`` of rank 3 with bounds 0-255: an image, channels first or last."""
+def is_pixels(space: gym.Space) -> bool:
+    """A uint8 ``Box`` with bounds 0-255, of any rank."""
     return (
-        isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+        isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
         and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255))
     )
 
 
+def is_image(space: gym.Space) -> bool:
+    """Pixels of rank 3 (an image, channels first or last) or rank 2 (one grayscale frame, e.g.
+    ``AtariPreprocessing`` without frame stacking)."""
+    return is_pixels(space) and len(space.shape) in (2, 3)
+
+
+def is_image_stack(space: gym.Space) -> bool:
+    """Pixels of rank 4 or more (e.g. ``FrameStackObservation`` of RGB frames, ``(4, 210, 160, 3)``):
+    no image layout the CNN reads, and far too many inputs for an MLP."""
+    return is_pixels(space) and len(space.shape) > 3
+
+
 def channels_first(shape: tuple[int, ...]) -> bool:
-    """Channels are the smallest of the three axes (``(4, 84, 84)`` first, ``(84, 84, 3)`` last)."""
-    return shape[0] <= min(shape[1:])
+    """Channels are the smallest of the three axes (``(4, 84, 84)`` first, ``(84, 84, 3)`` last);
+    a frame of rank 2 has its one channel added first."""
+    return len(shape) == 2 or shape[0] <= min(shape[1:])
 
 
 def image_shape(space: gym.Space) -> tuple[int, int, int]:
     """``(channels, height, width)`` of an image space."""
+    if len(space.shape) == 2:
+        return 1, *space.shape
     c, h, w = space.shape if channels_first(space.shape) else (space.shape[2], *space.shape[:2])
     return c, h, w
+
+
+def check_image_stack(space: gym.Space) -> None:
+    """A ConfigError in one line for pixel leaves of rank 4 or more, which the default encoder
+    cannot read (a user's ``network:`` may take them)."""
+    leaves_ = leaf_spaces(space)
+    for key, leaf in (leaves_.items() if isinstance(leaves_, dict) else [("", leaves_)]):
+        if is_image_stack(leaf):
+            where = f" (entry {key!r})" if key else ""
+            raise ConfigError(
+                f"image observation {tuple(leaf.shape)} uint8{where} has rank {len(leaf.shape)}; the CNN reads "
+                "frames of rank 2 (H, W) or 3 (channels first or last): stack grayscale frames "
+                "(gymnasium.wrappers.GrayscaleObservation and ResizeObservation, then FrameStackObservation: "
+                "(4, 84, 84)), or give your own `network:`"
+            )
 
 
 def event_ndim(space: gym.Space) -> int:
@@ -117,9 +149,11 @@ def check_space(space: gym.Space) -> None:
 
 def preprocess_leaf(space: gym.Space, x: Tensor, dtype: torch.dtype) -> Tensor:
     """One leaf as the network reads it, for a batch ``[B, *event]``."""
-    if is_image(space):
-        x = x.to(dtype) / 255.0
-        return x if channels_first(space.shape) else x.movedim(-1, -3)
+    if is_image(space):  # non-negative dims: ONNX Runtime refuses a Transpose perm of -1 (TorchScript-based exporter)
+        x, d = x.to(dtype) / 255.0, x.dim()
+        if len(space.shape) == 2:
+            return x.unsqueeze(d - 2)
+        return x if channels_first(space.shape) else x.permute(*range(d - 3), d - 1, d - 3, d - 2)
     if isinstance(space, gym.spaces.Discrete):
         return F.one_hot((x.long() - int(space.start)).reshape(-1), int(space.n)).to(dtype)
     if isinstance(space, gym.spaces.MultiDiscrete):

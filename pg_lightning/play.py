@@ -5,7 +5,8 @@
 The env is the checkpoint's: its ``env_id``, ``env_kwargs`` and ``wrappers``; observation
 normalisation uses the checkpointed statistics, frozen. Episode ``k`` is reset with ``seed + k``,
 so a checkpoint and a seed always give the same ``--deterministic`` returns (the default: the
-evaluation's argmax / Gaussian mean; ``evaluation.evaluate`` with that seed gives the same). Prints each episode's return and length (the env's own, as in training);
+evaluation's argmax / Gaussian mean; ``evaluation.evaluate`` with that seed gives the same). Prints each
+episode's return and length (the env's own, as in training);
 ``--video`` writes every episode into one mp4 (needs ``moviepy``; no display needed).
 """
 
@@ -15,15 +16,17 @@ import argparse
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from pg_lightning import trust
+from pg_lightning.envs import make_env
 from pg_lightning.errors import ConfigError, MissingExtra
 from pg_lightning.evaluation import deterministic_actor, play_episode, stochastic_actor
-from pg_lightning.envs import make_env
 from pg_lightning.registry import load_module
 
 
@@ -54,14 +57,18 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
 
 def play(
     checkpoint: str | Path, episodes: int = 5, video: str | Path | None = None, deterministic: bool = True,
-    seed: int = 0, trusted: bool = False,
+    seed: int = 0, trusted: bool = False, allow: Sequence[str] = (),
 ) -> list[tuple[float, int]]:
-    """Play ``episodes`` episodes of a checkpoint's policy; returns ``(return, length)`` per episode."""
+    """Play ``episodes`` episodes of a checkpoint's policy; returns ``(return, length)`` per episode.
+    ``trusted`` / ``allow``: what the checkpoint may run (``registry.load_module``)."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     if video is not None and importlib.util.find_spec("moviepy") is None:  # before playing, not after
         raise MissingExtra("--video needs moviepy: pip install 'pg_lightning[video]'")
-    module = load_module(checkpoint, trusted=trusted)
+    from pg_lightning.hub_download import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(checkpoint, trusted)  # hf://USER/NAME: downloaded, never trusted
+    module = load_module(checkpoint, trusted=trusted, allow=allow)
     hp = module.hparams
     if video is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen
@@ -84,7 +91,7 @@ def play(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pg_lightning.play", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a .ckpt written by Reinforce, A2C or PPO")
+    parser.add_argument("checkpoint", help="a .ckpt written by Reinforce, A2C or PPO, or hf://USER/NAME (Hugging Face Hub)")
     parser.add_argument("--episodes", type=int, default=5, help="episodes to play (default 5)")
     parser.add_argument("--video", help="write the episodes to this mp4 file")
     parser.add_argument("--seed", type=int, default=0, help="episode k resets with seed + k (default 0)")
@@ -93,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                       help="argmax / Gaussian mean, as evaluation plays (default)")
     mode.add_argument("--stochastic", dest="deterministic", action="store_false",
                       help="sample actions, as training plays")
-    parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="load with weights_only=False (full unpickling, which can run code): only for files you trust")
+    trust.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        results = play(args.checkpoint, args.episodes, args.video, args.deterministic, args.seed, args.trust_checkpoint)
+        results = play(args.checkpoint, args.episodes, args.video, args.deterministic, args.seed, args.trust_checkpoint,
+                       args.allow)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,15 +1,13 @@
-"""Policy networks and their action distributions, chosen by the action space.
+"""The policy network: observations → encoder → MLP → distribution head, with an optional critic.
 
-The distributions are a few tensor formulas instead of ``torch.distributions`` objects (the tests
-check them against ``torch.distributions``). Collection with an MLP over flat observations does not use torch
-at all on the CPU: ``ActorCritic.sampler()`` freezes the current actor into numpy arrays, because a batch-1 forward
-plus sampling costs ~6 µs in numpy and ~30 µs in torch, once per env step. Log-probabilities for
-the loss are recomputed in torch, in one batched forward per update.
+``ActorCritic`` is the torch network the loss trains; its heads (``distributions``) turn its output
+into actions. Collection with an MLP over flat observations on the CPU does not call torch per env
+step: ``ActorCritic.sampler()`` freezes the current actor into numpy arrays (``numpy_actor``).
+Log-probabilities for the loss are recomputed in torch, in one batched forward per update.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,19 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from pg_lightning import observations
+from pg_lightning.distributions import CategoricalHead, make_head
 from pg_lightning.errors import ConfigError
 from pg_lightning.networks import Encoder, user_network
 from pg_lightning.normalization import RunningMeanStd
+from pg_lightning.numpy_actor import Layer, Sampler, numpy_mlp, one_env_categorical
 from pg_lightning.observations import check_space, event_ndim, is_image, leaf_spaces, preprocess_leaf
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
-NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {  # may overwrite their argument
-    "relu": lambda h: np.maximum(h, 0.0, out=h),
-    "tanh": lambda h: np.tanh(h, out=h),
-    "elu": lambda h: np.where(h > 0, h, np.expm1(np.minimum(h, 0.0))),
-    "silu": lambda h: h / (1.0 + np.exp(-h)),
-}
-Sampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 CRITICS = ("none", "separate", "shared")
 
 
@@ -42,137 +35,6 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> nn.Sequent
         layers += [nn.Linear(in_dim, size), ACTIVATIONS[activation]()]
         in_dim = size
     return nn.Sequential(*layers)
-
-
-class CategoricalHead(nn.Module):
-    """Independent categoricals over ``nvec`` (one entry for ``Discrete``, several for ``MultiDiscrete``)."""
-
-    def __init__(self, nvec: Sequence[int], multi: bool):
-        super().__init__()
-        self.nvec, self.multi = [int(n) for n in nvec], multi
-        self.param_dim = sum(self.nvec)
-
-    def _logits(self, params: Tensor) -> list[Tensor]:
-        return list(params.split(self.nvec, dim=-1))
-
-    def _pack(self, actions: list[Tensor]) -> Tensor:
-        return torch.stack(actions, -1) if self.multi else actions[0]
-
-    def _unpack(self, actions: Tensor) -> list[Tensor]:
-        return list(actions.long().unbind(-1)) if self.multi else [actions.long()]
-
-    def numpy_sampler(self) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
-        """``(logits, rng) -> actions``. Exponential race: argmax_i p_i / E_i with E_i ~ Exp(1) is a
-        categorical draw (the trick inside torch.multinomial), in log space, where the softmax
-        normaliser drops out of the argmax."""
-        cuts = np.cumsum(self.nvec)[:-1]
-
-        def sample(params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            scores = rng.exponential(size=params.shape)
-            np.subtract(params, np.log(scores, out=scores), out=scores)
-            if not self.multi:
-                return scores.argmax(-1)
-            return np.stack([part.argmax(-1) for part in np.split(scores, cuts, axis=-1)], -1)
-
-        return sample
-
-    def mode(self, params: Tensor) -> Tensor:
-        return self._pack([lg.argmax(-1) for lg in self._logits(params)])
-
-    def log_prob_entropy(self, params: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """``(log π(a), entropy)`` from one log-softmax per component."""
-        log_probs, entropies = [], []
-        for logits, a in zip(self._logits(params), self._unpack(actions)):
-            logp = logits.log_softmax(-1)
-            log_probs.append(logp.gather(-1, a.unsqueeze(-1)).squeeze(-1))
-            entropies.append(-(logp.exp() * logp).sum(-1))
-        if not self.multi:
-            return log_probs[0], entropies[0]
-        return torch.stack(log_probs).sum(0), torch.stack(entropies).sum(0)
-
-    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
-        return self.log_prob_entropy(params, actions)[0]
-
-    def entropy(self, params: Tensor) -> Tensor:
-        return self.log_prob_entropy(params, self.mode(params))[1]
-
-
-class ExponentialRace:
-    """``CategoricalHead``'s draw for one set of logits at a time, with the exponentials drawn
-    ahead in doubling blocks, so a step costs a Python comparison instead of four numpy calls.
-    ``close`` rewinds ``rng`` and draws exactly the exponentials used: the generator ends where
-    step-by-step draws leave it, and the actions are theirs (numpy draws a block as consecutive
-    single draws, and the scores are the same float64 subtraction)."""
-
-    def __init__(self, rng: np.random.Generator, n: int):
-        self.rng, self.n, self.start = rng, n, rng.bit_generator.state
-        self.noise: list[list[float]] = []
-        self.next = self.drawn = 0
-
-    def __call__(self, logits: np.ndarray) -> int:
-        if self.next == len(self.noise):
-            rows = max(64, self.drawn)
-            self.noise = np.log(self.rng.exponential(size=(rows, self.n))).tolist()
-            self.next, self.drawn = 0, self.drawn + rows
-        scores = [p - e for p, e in zip(logits.tolist(), self.noise[self.next])]
-        self.next += 1
-        return scores.index(max(scores))  # the first maximum, as argmax
-
-    def close(self) -> None:
-        used = self.drawn - len(self.noise) + self.next
-        self.rng.bit_generator.state = self.start
-        self.rng.exponential(size=(used, self.n))
-
-
-class GaussianHead(nn.Module):
-    """Diagonal Gaussian with a state-independent, learnable log-std.
-
-    Actions are sampled unbounded and stored as sampled; the collector clips them to the action
-    space's bounds before ``env.step``. The clip is a deterministic function of the sample, so the
-    log-probability of the stored sample gives an unbiased policy gradient (as in SB3 and CleanRL).
-    """
-
-    def __init__(self, action_dim: int, log_std_init: float):
-        super().__init__()
-        self.param_dim = action_dim
-        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
-
-    def numpy_sampler(self) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
-        """``(means, rng) -> actions`` with the current standard deviation frozen in."""
-        std = self.log_std.detach().exp().cpu().numpy()
-
-        def sample(params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            return (params + std * rng.standard_normal(params.shape)).astype(np.float32)
-
-        return sample
-
-    def mode(self, params: Tensor) -> Tensor:
-        return params
-
-    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
-        z = (actions - params) * torch.exp(-self.log_std)
-        return (-0.5 * z.pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-    def entropy(self, params: Tensor) -> Tensor:
-        per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + self.log_std
-        return per_dim.sum().expand(params.shape[:-1])
-
-    def log_prob_entropy(self, params: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        return self.log_prob(params, actions), self.entropy(params)
-
-
-def make_head(action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
-    """The distribution head for an action space; a clear error for spaces we cannot handle."""
-    if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalHead([action_space.n], multi=False)
-    if isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1:
-        return CategoricalHead(action_space.nvec.tolist(), multi=True)
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianHead(action_space.shape[0], log_std_init)
-    raise ConfigError(
-        f"unsupported action space {action_space}; supported: Discrete, MultiDiscrete (1-D) "
-        "and 1-D Box"
-    )
 
 
 class ActorCritic(nn.Module):
@@ -211,7 +73,10 @@ class ActorCritic(nn.Module):
             raise ConfigError(f"normalize_observations needs a float Box observation space, got {observation_space}")
         self.head = make_head(action_space, log_std_init)
         self.obs_rms = RunningMeanStd(observation_space.shape) if normalize_observations else None
-        make_encoder = lambda: Encoder(observation_space) if network is None else user_network(network, observation_space)  # noqa: E731
+
+        def make_encoder() -> nn.Module:
+            return Encoder(observation_space) if network is None else user_network(network, observation_space)
+
         self.encoder = make_encoder()
         in_dim = self._encoded_dim()
         self.trunk = mlp(in_dim, hidden_sizes, activation)
@@ -234,7 +99,7 @@ class ActorCritic(nn.Module):
             x, _ = self._inputs(observations.apply(torch.as_tensor, observations.sample(self.observation_space, 2)))
             try:
                 features = self.encoder(x)
-            except Exception as err:  # noqa: BLE001 - a user network that does not fit the observations
+            except Exception as err:
                 reason = " ".join(str(err).split())
                 raise ConfigError(f"the network failed on a batch of 2 observations of the env's space: "
                                   f"{type(err).__name__}: {reason}") from None
@@ -270,7 +135,8 @@ class ActorCritic(nn.Module):
         return params.reshape(*lead, params.shape[-1])
 
     def forward(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
-        """The deterministic action (argmax / Gaussian mean): evaluation and exported policies."""
+        """The deterministic action (argmax, shifted by a discrete space's ``start`` / Gaussian mean):
+        evaluation and exported policies."""
         return self.head.mode(self._actor_params(*self._inputs(obs)))
 
     def sampler(self) -> Sampler:
@@ -283,49 +149,45 @@ class ActorCritic(nn.Module):
         draw = self.head.numpy_sampler()
         if self._runs_in_numpy():
             forward = self._numpy_actor()
-            params = lambda obs: forward(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False))  # noqa: E731
+
+            def params(obs: np.ndarray) -> np.ndarray:
+                return forward(obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False))
         else:
             params = self._torch_actor()
-        return lambda obs, rng: draw(params(obs), rng)
+
+        def sample(obs: Any, rng: np.random.Generator) -> np.ndarray:
+            return draw(params(obs), rng)
+
+        return sample
 
     def one_env_sampler(self, rng: np.random.Generator) -> tuple[Callable[[Any], Any], Callable[[], None]]:
         """``(sample, close)``: the current actor for one env's own observations, one step at a
         time, and what to call when the steps are done. The actions and the random stream are
         ``sampler()``'s on batches of one (tested); a categorical MLP on the CPU costs one numpy
-        call per layer and a Python comparison per step (``ExponentialRace``)."""
+        call per layer and a Python comparison per step (``numpy_actor.one_env_categorical``)."""
         head = self.head
-        if not (self._runs_in_numpy() and isinstance(head, CategoricalHead) and not head.multi):
-            batched = self.sampler()
-            return (lambda obs: batched(observations.batch_of_one(obs), rng)[0]), (lambda: None)
-        forward, race = self._numpy_actor(), ExponentialRace(rng, head.param_dim)
-        return (lambda obs: race(forward(obs.reshape(-1).astype(np.float32, copy=False)))), race.close
+        if self._runs_in_numpy() and isinstance(head, CategoricalHead) and not head.multi:
+            return one_env_categorical(self._numpy_actor(), rng, head.param_dim, head.start[0])
+        batched = self.sampler()
+
+        def sample(obs: Any) -> Any:
+            return batched(observations.batch_of_one(obs), rng)[0]
+
+        return sample, _nothing
 
     def _runs_in_numpy(self) -> bool:
         return self.numpy_actor_ok and self.actor_out.weight.device.type == "cpu"
 
     def _numpy_actor(self) -> Callable[[np.ndarray], np.ndarray]:
-        """The actor's MLP in numpy on copies of the weights: float32 ``[..., inputs]`` → ``[..., params]``."""
-        copy = lambda t: t.detach().numpy().copy()  # noqa: E731  (the policy is on the CPU: see sampler)
-        linear = lambda m: (m.weight.detach().numpy().T.copy(), copy(m.bias))  # noqa: E731  weight C-ordered [in, out]
-        layers = [linear(m) for m in self.trunk if isinstance(m, nn.Linear)]
-        out_w, out_b = linear(self.actor_out)
-        activation = NUMPY_ACTIVATIONS[self.activation]
+        """The actor's MLP in numpy on copies of the weights (the policy is on the CPU: see
+        ``sampler``): float32 ``[..., inputs]`` → ``[..., params]``."""
+        layers = [_frozen(m) for m in self.trunk if isinstance(m, nn.Linear)]
         rms = self.obs_rms
-        if rms is not None:
-            mean, inv_std = copy(rms.mean).reshape(-1), copy(1.0 / torch.sqrt(rms.var + rms.eps)).reshape(-1)
-
-        def forward(x: np.ndarray) -> np.ndarray:
-            if rms is not None:
-                x = np.clip((x - mean) * inv_std, -rms.clip, rms.clip)
-            for w, b in layers:  # in place: one allocation per layer (~1 µs each for one observation)
-                x = x.dot(w)
-                x += b
-                x = activation(x)
-            x = x.dot(out_w)
-            x += out_b
-            return x
-
-        return forward
+        if rms is None:
+            return numpy_mlp(layers, _frozen(self.actor_out), self.activation)
+        mean = rms.mean.detach().numpy().copy().reshape(-1)
+        inv_std = (1.0 / torch.sqrt(rms.var + rms.eps)).detach().numpy().copy().reshape(-1)
+        return numpy_mlp(layers, _frozen(self.actor_out), self.activation, mean, inv_std, rms.clip)
 
     def _torch_actor(self) -> Callable[[np.ndarray], np.ndarray]:
         device = self.actor_out.weight.device
@@ -359,3 +221,12 @@ class ActorCritic(nn.Module):
         x, lead = self._inputs(obs)
         features = None if self.critic_trunk is not None else self.trunk(self.encoder(x))
         return self._value_from(x, features, lead)
+
+
+def _frozen(linear: nn.Linear) -> Layer:
+    """A copy of a CPU linear layer's weights for ``numpy_mlp``: weight C-ordered ``[in, out]``, bias."""
+    return linear.weight.detach().numpy().T.copy(), linear.bias.detach().numpy().copy()
+
+
+def _nothing() -> None:
+    """``close`` for samplers that leave their generator where it should be."""

@@ -8,10 +8,11 @@ exports, the CLI and export find the algorithms in one place: adding an algorith
 from __future__ import annotations
 
 import importlib
-import inspect
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pg_lightning.classpaths import import_class
 from pg_lightning.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,10 +32,10 @@ def class_path(name: str) -> str:
     return f"{ALGORITHMS[name]}.{name}"
 
 
-def import_class(path: str) -> type:
-    """The class a ``class_path`` names (``package.module.Class``)."""
-    module_name, _, class_name = path.rpartition(".")
-    return getattr(importlib.import_module(module_name), class_name)
+def is_algorithm_path(path: Any) -> bool:
+    """Whether ``path`` names a registered algorithm: its module's or a package's re-export of it."""
+    module, _, name = str(path).rpartition(".")
+    return name in ALGORITHMS and module in (ALGORITHMS[name], "pg_lightning.modules", "pg_lightning")
 
 
 def algorithm(name: Any, source: str = "") -> type[PolicyGradient]:
@@ -45,19 +46,25 @@ def algorithm(name: Any, source: str = "") -> type[PolicyGradient]:
     return getattr(importlib.import_module(ALGORITHMS[name]), name)
 
 
-def load_module(checkpoint_path: str | Path, *, trusted: bool = False) -> PolicyGradient:
+def load_module(checkpoint_path: str | Path, *, trusted: bool = False, allow: Collection[str] = ()) -> PolicyGradient:
     """The module a pg_lightning checkpoint was saved from, rebuilt on the CPU in eval mode.
 
-    The file is read with ``weights_only=True`` unless ``trusted=True``; its algorithm and
-    hyperparameters are checked before the env and network are built; the weights and
-    normalisation statistics must then fit the network exactly. Problems raise ``ConfigError``.
+    The file is read with ``weights_only=True`` and what its hyperparameters name passes the
+    trust boundary (``pg_lightning.trust``: gymnasium's registered envs and data-only wrappers,
+    plus the module prefixes or class paths in ``allow``) unless ``trusted=True``, which unpickles
+    the whole file and builds whatever it names. The network's size is bounded before it is
+    built; the weights and normalisation statistics must then fit it exactly. Problems raise
+    ``ConfigError``.
     """
-    from pg_lightning import checkpoints
+    from pg_lightning import checkpoints, trust
+    from pg_lightning.envs import probe_spaces
 
     checkpoint = checkpoints.read(checkpoint_path, trusted)
     source = f"checkpoint {str(checkpoint_path)!r}"
     cls = algorithm(checkpoints.entry_of(checkpoint, source).get("algorithm"), source)
-    hparams = checkpoints.hyperparameters(checkpoint, source)
+    hparams = checkpoints.hyperparameters(checkpoint, source, allow, trusted=trusted)
+    spaces = probe_spaces(hparams["env_id"], hparams.get("env_kwargs"), hparams.get("wrappers"))
+    trust.check_spaces(hparams, source, *spaces)
     try:
         module = cls(**hparams)
     except TypeError as err:
@@ -70,31 +77,9 @@ def load_module(checkpoint_path: str | Path, *, trusted: bool = False) -> Policy
     return module.eval()
 
 
-def load_policy(checkpoint_path: str | Path, *, trusted: bool = False) -> ActorCritic:
+def load_policy(checkpoint_path: str | Path, *, trusted: bool = False, allow: Collection[str] = ()) -> ActorCritic:
     """The trained policy of a pg_lightning checkpoint, on the CPU in eval mode (see ``load_module``)."""
-    return load_module(checkpoint_path, trusted=trusted).policy.eval()
-
-
-def class_spec(spec: Any, what: str) -> tuple[type, dict[str, Any]]:
-    """The class and keyword arguments of a config entry ``"pkg.mod.Class"`` or
-    ``{"class_path": ..., "init_args": {...}}``, checked against the class's signature;
-    a ConfigError (prefixed with ``what``) names the entry and what is wrong."""
-    if isinstance(spec, str):
-        spec = {"class_path": spec}
-    if not isinstance(spec, dict) or not isinstance(spec.get("class_path"), str) or set(spec) - {"class_path", "init_args"}:
-        raise ConfigError(f"{what}: expected a class path or {{class_path: ..., init_args: {{...}}}}, got {spec!r}")
-    path, kwargs = spec["class_path"], dict(spec.get("init_args") or {})
-    try:
-        cls = import_class(path)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"{what}: cannot import {path!r}: {err}") from None
-    try:
-        inspect.signature(cls).bind_partial(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"{what}: bad init_args {kwargs} for {path}: {err}") from None
-    except ValueError:  # no signature to check against (a builtin): the call will tell
-        pass
-    return cls, kwargs
+    return load_module(checkpoint_path, trusted=trusted, allow=allow).policy.eval()
 
 
 def model_from_config(path: str, **overrides: Any) -> PolicyGradient:

@@ -25,8 +25,8 @@ def reverse_discounted_sum(x: Tensor, discounts: Tensor) -> Tensor:
     """``y[t] = x[t] + discounts[t] * y[t + 1]`` with ``y[T] = 0``, along dim 0.
 
     The one recursion behind discounted returns and GAE. Runs as a loop over time in float64:
-    on Python floats for one column (an episode batch: ~80 µs for T=500), on numpy ``[N]`` rows
-    otherwise (~0.5 ms for T=500); either is several times faster than the loop in torch ops.
+    on Python floats for one column (an episode batch), on numpy ``[N]`` rows otherwise; either is
+    several times faster than the loop in torch ops (benchmarks/README.md).
     """
     _check_time_major(x=x, discounts=discounts)
     if x[0].numel() == 1:  # Python floats are float64: rounded once to x.dtype, as the row loop's result (tested)
@@ -94,8 +94,9 @@ def gae(
     return reverse_discounted_sum(deltas, gamma * lam * (1.0 - done))
 
 
-def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """``(x - mean) / (std + eps)`` over all elements; a single element maps to 0, never NaN."""
+def standardize(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """``(x - mean) / (std + eps)`` over all elements (advantages, REINFORCE's weights); a single
+    element maps to 0, never NaN."""
     if x.numel() < 2:
         return x - x.mean() if x.numel() else x
     return (x - x.mean()) / (x.std() + eps)

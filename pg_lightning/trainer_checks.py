@@ -7,14 +7,9 @@ One training epoch is one batch is one policy update; that explains most refusal
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import lightning as L
 
 from pg_lightning.errors import ConfigError
-
-if TYPE_CHECKING:
-    from pg_lightning.modules.base import PolicyGradient
 
 REFUSED_PRECISIONS = ("16-true", "bf16-true")
 
@@ -24,8 +19,9 @@ def validation_cadence_set(trainer: L.Trainer) -> bool:
     return trainer.check_val_every_n_epoch != 1 or trainer.val_check_interval != 1.0
 
 
-def check_trainer(trainer: L.Trainer, module: PolicyGradient) -> None:
-    """A ConfigError for a Trainer setting ``module`` cannot honour."""
+def check_trainer(trainer: L.Trainer, module: L.LightningModule) -> None:
+    """A ConfigError for a Trainer setting ``module`` (a ``PolicyGradient``: its ``hparams`` have
+    ``eval_every``) cannot honour."""
     if str(trainer.precision) in REFUSED_PRECISIONS:
         raise ConfigError(
             f"precision={trainer.precision!r} keeps weights, statistics and returns in 16 bits, too coarse "

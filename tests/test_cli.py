@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import user_env, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +75,20 @@ def test_resuming_keeps_the_checkpoints_network_and_refuses_another_in_one_line(
     assert resumed.returncode == 2, resumed.stderr[-3000:]
     assert "error: --model.hidden_sizes [64] differs from the checkpoint's [128]" in resumed.stderr
     assert "Traceback" not in resumed.stderr
+
+
+@pytest.mark.parametrize("flag", [["-c", "{cfg}"], ["-c={cfg}"], ["--config={cfg}"], ["--config", "{cfg}"]],
+                         ids=["-c", "-c=", "--config=", "--config"])
+def test_a_config_file_given_on_resume_wins_over_the_checkpoint_whatever_its_flag(tmp_path, monkeypatch, flag):
+    """LightningCLI puts a checkpoint's hyper-parameters over the model config; what the user's
+    config file sets (``-c`` is ``--config``'s short flag) still wins, as ``--model.X`` does."""
+    from pg_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", "ckpts"]
+    first = main(["--model.max_env_steps", "300", *quiet])
+    (tmp_path / "longer.yaml").write_text("model:\n  class_path: pg_lightning.Reinforce\n  init_args:\n    max_env_steps: 900\n")
+    args = [a.format(cfg=tmp_path / "longer.yaml") for a in flag]
+    resumed = main([*args, "--ckpt_path", "ckpts/last.ckpt", *quiet])
+    assert resumed.model.hparams.max_env_steps == 900
+    assert resumed.model.env_steps >= 900 > first.model.env_steps

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import CounterEnv
 
 from pg_lightning import Collector, EpisodeDataset, RolloutDataset
 from pg_lightning.policies import ActorCritic
-
-from conftest import CounterEnv
 
 
 def make(env_id="CartPole-v1", num_envs=1, seed=0, **kwargs):
@@ -143,25 +142,22 @@ def test_collector_state_round_trip_restores_returns_window_and_rng():
     assert torch.equal(collector.episodes(policy, 2).observations, resumed.episodes(policy, 2).observations)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "user_envs:UserEnvs/CueDict-v0", "user_envs:UserEnvs/Parity-v0"])
-def test_single_env_plays_exactly_as_a_one_env_sync_vector_env(env_id):
-    """The one-env fast path keeps the vector env's autoreset, truncation and statistics: the same
-    transitions, episode returns and lengths, batch after batch, for episodes and rollouts."""
-    single, sync = (Collector(env_id, 1, seed=3, vectorization=v) for v in ("auto", "sync"))
-    assert type(single.env).__name__ == "SingleEnv" and type(sync.env.unwrapped).__name__ == "SyncVectorEnv"
-    policy = ActorCritic(single.env.single_observation_space, single.env.single_action_space)
-    plays = (lambda c: c.episodes(policy, 3), lambda c: c.rollout(policy, 230), lambda c: c.episodes(policy, 1),
-             lambda c: c.rollout(policy, 7), lambda c: c.episodes(policy, 2))
-    for play in plays:
-        a, b = play(single), play(sync)
-        for field in ("observations", "actions", "rewards", "terminated", "truncated", "mask", "next_observations",
-                      "episode_returns", "episode_lengths"):
-            mine, theirs = getattr(a, field), getattr(b, field)
-            if isinstance(mine, dict):  # Dict observations: one tensor per entry
-                assert mine.keys() == theirs.keys(), field
-                assert all(mine[k].dtype == theirs[k].dtype for k in mine), field
-                mine, theirs = (torch.cat([obs[k].reshape(*obs[k].shape[:2], -1).double() for k in sorted(obs)], -1)
-                                for obs in (mine, theirs))
-            assert torch.equal(mine, theirs) and mine.dtype == theirs.dtype, field
-        assert a.discarded_steps == b.discarded_steps
-    assert single.state_dict() == sync.state_dict()  # envs' and actions' generators, returns window
+# ---- what users' envs and wrappers bring --------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:.*signal to be a boolean")
+@pytest.mark.parametrize("algorithm", ["PPO", "Reinforce"])
+def test_numpy_integer_done_flags_count_exactly_the_steps_taken_and_the_run_ends_on_its_budget(algorithm):
+    """Flags as numpy ints (legal, common in older envs) on the default one-env path: masks stay
+    boolean, so ``env_steps`` is the number of ``env.step`` calls and the budget ends the run."""
+    import user_envs
+    from helpers import quiet_trainer
+
+    from pg_lightning import PPO, Reinforce
+
+    env_id, budget = "user_envs:UserEnvs/IntFlags-v0", 300
+    module = (PPO(env_id=env_id, num_envs=1, n_steps=32, minibatch_size=32, max_env_steps=budget, seed=0)
+              if algorithm == "PPO" else Reinforce(env_id=env_id, episodes_per_batch=4, max_env_steps=budget, seed=0))
+    user_envs.IntFlags.steps = 0
+    trainer = quiet_trainer(max_epochs=200)  # a bound, should the budget never be reached
+    trainer.fit(module)
+    assert module.env_steps == user_envs.IntFlags.steps
+    assert budget <= module.env_steps < budget + 40 and trainer.current_epoch < 200

@@ -73,7 +73,6 @@ def test_a_ddp_checkpoint_restores_every_ranks_collector(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_module_trains_on_the_gpu(quiet_trainer_kwargs):
     import lightning as L
-
     from helpers import DevicesSeen
 
     module, seen = PPO(seed=0, n_steps=16), DevicesSeen()

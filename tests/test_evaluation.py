@@ -102,3 +102,39 @@ def test_video_of_an_evaluation_episode_is_written(tmp_path):
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
     assert not list(tmp_path.glob("t-episode-1*"))  # only the first episode is recorded
     assert results["returns"].shape == (2,)
+
+
+def test_evaluation_and_play_give_actions_of_a_space_with_start():
+    """``Discrete(3, start=-1)`` where only -1 pays: a policy whose first choice dominates plays -1
+    deterministically and when sampling (play's two actors), so every step pays."""
+    import user_envs
+
+    from pg_lightning.evaluation import play_episode, recorded_env, stochastic_actor
+
+    module = PPO("user_envs:UserEnvs/ShiftedActions-v0", seed=0)
+    with torch.no_grad():
+        module.policy.actor_out.bias.copy_(torch.tensor([30.0, 0.0, 0.0]))
+    results = evaluate(module.policy, "user_envs:UserEnvs/ShiftedActions-v0", episodes=2, seed=0)
+    assert results["returns"].tolist() == [user_envs.LENGTH] * 2
+    with recorded_env("user_envs:UserEnvs/ShiftedActions-v0", None, None, None) as env:
+        assert play_episode(env, stochastic_actor(module.policy, env.action_space, seed=0), seed=0) == (user_envs.LENGTH, 8)
+
+
+@pytest.mark.filterwarnings("ignore:.*signal to be a boolean")
+def test_numpy_integer_done_flags_end_evaluation_episodes():
+    import user_envs  # noqa: F401  registers the env
+
+    from pg_lightning.evaluation import play_episode, recorded_env
+
+    with recorded_env("user_envs:UserEnvs/IntFlags-v0", None, None, None) as env:
+        total, length = play_episode(env, lambda obs: 0, seed=3)
+    assert 1 <= length <= 9 and total == length
+
+
+def test_wrapper_ended_episodes_are_evaluated_on_the_envs_reward_scale():
+    """A reward-scaling wrapper and a TimeLimit that cuts CartPole at 5 steps: the evaluation
+    reports the env's own return (5), not the wrapped rewards' (50)."""
+    wrappers = [{"class_path": "user_envs.ScaleReward", "init_args": {"factor": 10.0}},
+                {"class_path": "gymnasium.wrappers.TimeLimit", "init_args": {"max_episode_steps": 5}}]
+    results = evaluate(Reinforce(seed=0).policy, "CartPole-v1", episodes=2, seed=0, wrappers=wrappers)
+    assert results["returns"].tolist() == [5.0, 5.0] and results["lengths"].tolist() == [5, 5]

@@ -3,6 +3,7 @@
 import re
 import sys
 
+import gymnasium as gym
 import lightning as L
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from pg_lightning import PPO, Reinforce
 from pg_lightning.errors import ConfigError
 from pg_lightning.export import export_onnx, export_torchscript, main
+from pg_lightning.policies import ActorCritic
 from pg_lightning.registry import load_policy
 
 SETUPS = {
@@ -198,3 +200,45 @@ def test_lightning_cli_checkpoints_load(trained, tmp_path):
     obs = observations(module)
     with torch.no_grad():
         assert torch.equal(load_policy(cli_path)(obs), module.policy(obs))
+
+
+# ---- what the exported graph takes and gives ----------------------------------------------------
+def _onnx_actions(policy, path, obs, dynamo):
+    """The actions of ``policy`` exported to ONNX at ``path``, run in ONNX Runtime on ``obs``."""
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime")
+    pytest.importorskip("onnx", reason="ONNX export needs onnx (pip install 'pg_lightning[onnx]')")
+    if dynamo:
+        pytest.importorskip("onnxscript", reason="the torch.export-based ONNX exporter needs onnxscript")
+    session = ort.InferenceSession(str(export_onnx(policy, path, dynamo=dynamo)), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"obs": obs.numpy()})[0])
+
+
+@pytest.mark.parametrize("space", [gym.spaces.Discrete(3, start=-1), gym.spaces.MultiDiscrete([3, 2], start=[-1, 5])], ids=str)
+def test_exported_policies_give_actions_of_a_space_with_start(space, tmp_path):
+    """TorchScript and both ONNX exporters give the env's actions, ``start`` included."""
+    torch.manual_seed(0)
+    policy = ActorCritic(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), space)
+    obs = torch.randn(200, 4, generator=torch.Generator().manual_seed(1)) * 20
+    with torch.no_grad():
+        expected = policy(obs)
+    assert all(space.contains(a.numpy() if a.dim() else a.item()) for a in expected)
+    assert (expected.reshape(200, -1)[:, 0] == -1).any()  # the shifted choice occurs: the check can fail
+    assert torch.equal(torch.jit.load(str(export_torchscript(policy, tmp_path / "p.pt")))(obs), expected)
+    for dynamo in (False, True):
+        assert torch.equal(_onnx_actions(policy, tmp_path / f"p{dynamo}.onnx", obs, dynamo), expected), dynamo
+
+
+@pytest.mark.parametrize("shape", [(40, 40, 3), (3, 40, 40), (40, 40)], ids=["channels-last", "channels-first", "frame"])
+def test_image_policies_export_to_onnx_that_onnx_runtime_runs(shape, tmp_path):
+    """The TorchScript-based exporter (``dynamo=False``) wrote a ``Transpose`` with perm -1 for
+    channels-last images, which ONNX Runtime refuses to load (the checker passed it)."""
+    torch.manual_seed(0)
+    space = gym.spaces.Box(0, 255, shape, np.uint8)
+    policy = ActorCritic(space, gym.spaces.Discrete(4), hidden_sizes=())
+    obs = torch.randint(0, 256, (16, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # logits centred on the batch's: distinct actions for distinct images
+        policy.actor_out.weight.mul_(100.0)
+        policy.actor_out.bias.sub_(policy.actor_out(policy.encoder(policy._inputs(obs)[0])).mean(0))
+        expected = policy(obs)
+    assert len(set(expected.tolist())) > 1
+    assert torch.equal(_onnx_actions(policy, tmp_path / "p.onnx", obs, dynamo=False), expected)

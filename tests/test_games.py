@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import quiet_trainer
-from pg_lightning.data import Collector
+
+from pg_lightning.collector import Collector
 from pg_lightning.networks import NatureCNN
 from pg_lightning.registry import model_from_config
 

@@ -9,17 +9,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import user_envs
 import yaml
+from helpers import DevicesSeen, quiet_trainer, user_env
 from torch import nn
 
-import user_envs
-from helpers import DevicesSeen, quiet_trainer, user_env
 from pg_lightning import PPO, Reinforce
-from pg_lightning.data import Collector
+from pg_lightning.collector import Collector
 from pg_lightning.evaluation import evaluate, recorded_env
 from pg_lightning.export import export_onnx, export_torchscript
 from pg_lightning.networks import NatureCNN
 from pg_lightning.observations import preprocess_leaf
+from pg_lightning.policies import ActorCritic
 from pg_lightning.registry import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def test_every_observation_kind_exports_from_a_checkpoint(env_id, tmp_path):
     trainer = quiet_trainer()
     trainer.fit(module)
     trainer.save_checkpoint(tmp_path / "model.ckpt")
-    policy = load_module(tmp_path / "model.ckpt").policy
+    policy = load_module(tmp_path / "model.ckpt", allow=["user_envs"]).policy  # the user's own env package
     obs = Collector(env_id, 4, seed=7).rollout(policy, 25).observations  # real observations, in the batches' layout
     flat = {k: v.flatten(0, 1) for k, v in obs.items()} if isinstance(obs, dict) else obs.flatten(0, 1)
     with torch.no_grad():
@@ -186,7 +187,7 @@ def test_yaml_config_with_a_user_env_wrappers_and_network_trains_from_the_comman
     val = [float(row.split(",")[column]) for row in metrics[1:] if row.split(",")[column]]
     assert len(val) >= 5 and val[-1] >= LEARNED - 0.5, val  # 5 episodes of the deterministic policy
     checkpoint = next(tmp_path.glob("logs/**/checkpoints/last.ckpt"))
-    policy = load_module(checkpoint).policy
+    policy = load_module(checkpoint, allow=["user_envs"]).policy  # a trust-checked load names the user's package
     assert policy.encoder.layer.in_features == 4  # Signal's 2 + the two appended constants
 
 
@@ -215,3 +216,62 @@ def test_play_prints_the_evaluations_returns_and_writes_a_video(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pg_lightning.play", str(tmp_path / "missing.ckpt")],
                          env=user_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+# ---- pixel spaces that are not one rank-3 image -------------------------------------------------
+def test_a_rank_2_uint8_frame_is_a_single_channel_image_through_the_cnn():
+    """``AtariPreprocessing`` without frame stacking gives ``Box(0, 255, (84, 84), uint8)``: one
+    grayscale channel, scaled to [0, 1] and read by the CNN, not raw 0-255 values into an MLP."""
+    frame = gym.spaces.Box(0, 255, (84, 84), np.uint8)
+    x = torch.randint(0, 256, (2, 84, 84), dtype=torch.uint8)
+    assert torch.equal(preprocess_leaf(frame, x, torch.float32), x[:, None].float() / 255)
+    policy = ActorCritic(frame, gym.spaces.Discrete(2), critic="separate")
+    assert isinstance(policy.encoder.parts, NatureCNN) and policy.encoder.parts.net[0].in_channels == 1
+    assert not policy.numpy_actor_ok
+    with torch.no_grad():
+        assert policy(x).shape == (2,) and policy.value(x).shape == (2,)
+    with pytest.raises(ValueError, match="36×36"):  # as small rank-3 images are
+        ActorCritic(gym.spaces.Box(0, 255, (20, 20), np.uint8), gym.spaces.Discrete(2))
+
+
+@pytest.mark.parametrize("space, where", [
+    (gym.spaces.Box(0, 255, (4, 210, 160, 3), np.uint8), ""),
+    (gym.spaces.Dict({"frames": gym.spaces.Box(0, 255, (2, 40, 40, 3), np.uint8), "x": gym.spaces.Discrete(2)}), "entry 'frames'"),
+])
+def test_a_stack_of_image_frames_is_refused_in_one_line_saying_what_to_do(space, where):
+    """A ``(4, 210, 160, 3)`` stack would be an MLP of 403,200 raw inputs: refused before training,
+    naming the shape and the wrappers that make frames the CNN reads; a user's network may take it."""
+    from pg_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        ActorCritic(space, gym.spaces.Discrete(2))
+    message = str(info.value)
+    assert "rank 4" in message and "FrameStackObservation" in message and "network:" in message and where in message
+    assert "\n" not in message
+    small = gym.spaces.Box(0, 255, (2, 4, 4, 3), np.uint8)
+    network = {"class_path": "user_envs.TinyTrunk", "init_args": {"width": 8}}
+    assert ActorCritic(small, gym.spaces.Discrete(2), network=network).encoder.layer.in_features == 96
+
+
+def test_dict_keys_with_dots_and_module_dict_names_train_save_and_export(tmp_path):
+    """``"cue.id"`` and ``"keys"`` cannot name ``ModuleDict`` entries: the encoder names them
+    apart, and the policy trains, checkpoints, reloads and exports."""
+    env_id = "user_envs:UserEnvs/DottedCue-v0"
+    module = PPO(env_id=env_id, max_env_steps=256, seed=0, **BANDIT_PPO)
+    assert sorted(module.policy.encoder.names) == ["%cue%2Eid", "%keys"]
+    trainer = quiet_trainer()
+    trainer.fit(module)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    policy = load_module(tmp_path / "model.ckpt", allow=["user_envs"]).policy
+    obs = Collector(env_id, 4, seed=7).rollout(policy, 8).observations
+    flat = {k: v.flatten(0, 1) for k, v in obs.items()}
+    assert set(flat) == {"cue.id", "keys"}
+    with torch.no_grad():
+        expected = policy(flat)
+        assert torch.equal(expected, module.policy(flat))
+    assert torch.equal(torch.jit.load(str(export_torchscript(policy, tmp_path / "policy.pt")))(flat), expected)
+    ort = pytest.importorskip("onnxruntime")
+    feed = {f"obs/{k}": v.numpy() for k, v in flat.items()}
+    file = export_onnx(policy, tmp_path / "policy.onnx", dynamo=False)  # the faster exporter; both take the names
+    (actions,) = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"]).run(None, feed)
+    assert torch.equal(torch.from_numpy(actions), expected)

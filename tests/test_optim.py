@@ -5,7 +5,9 @@ import math
 
 import pytest
 import torch
+from helpers import quiet_trainer
 
+from pg_lightning import A2C, Reinforce, optim
 from pg_lightning.optim import Adam, clip_gradients, gradient_norm, gradients_finite
 
 SHAPES = [(8, 4), (8,), (3, 8), (3,)]
@@ -20,6 +22,18 @@ def set_gradients(params: list[torch.nn.Parameter], step: int) -> None:
     generator = torch.Generator().manual_seed(100 + step)
     for p in params:
         p.grad = torch.randn(p.shape, generator=generator)
+
+
+PRIVATE_OPS = ["_foreach_norm", "_foreach_mul_", "_foreach_add_", "_fused_adam_", "_non_finite_check_and_unscale_"]
+
+
+@pytest.fixture(params=["private", "public"])
+def ops(request, monkeypatch) -> str:
+    """Each gradient utility with torch's private ops, and as it runs on a torch without them."""
+    if request.param == "public":
+        for name in PRIVATE_OPS:
+            monkeypatch.setattr(optim, name, None)
+    return request.param
 
 
 def count_torch_steps(monkeypatch) -> list[int]:
@@ -128,7 +142,7 @@ def test_adam_checkpoints_like_torchs_adam():
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])  # clipped, and left alone
-def test_clip_gradients_is_torchs_clip(max_norm):
+def test_clip_gradients_is_torchs_clip(max_norm, ops):
     ours, theirs = parameters(), parameters()
     set_gradients(ours, 0)
     set_gradients(theirs, 0)
@@ -140,7 +154,7 @@ def test_clip_gradients_is_torchs_clip(max_norm):
     assert float(gradient_norm(grads)) == pytest.approx(min(max_norm, before), rel=1e-5)
 
 
-def test_gradient_norm_is_torchs_total_norm():
+def test_gradient_norm_is_torchs_total_norm(ops):
     params = parameters()
     set_gradients(params, 0)
     grads = [p.grad for p in params]
@@ -149,7 +163,7 @@ def test_gradient_norm_is_torchs_total_norm():
 
 
 @pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), -float("inf")])
-def test_gradients_finite_finds_any_non_finite_entry_and_changes_nothing(bad):
+def test_gradients_finite_finds_any_non_finite_entry_and_changes_nothing(bad, ops):
     params = parameters()
     set_gradients(params, 0)
     if bad is not None:
@@ -157,3 +171,60 @@ def test_gradients_finite_finds_any_non_finite_entry_and_changes_nothing(bad):
     before = [p.grad.clone() for p in params]
     assert gradients_finite([p.grad for p in params]) is (bad is None)
     torch.testing.assert_close([p.grad for p in params], before, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.fixture
+def float64_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradients_finite_under_a_float64_default_dtype(dtype, float64_default, ops):
+    grads = [torch.randn(3, 4, dtype=dtype), torch.randn(5, dtype=dtype)]
+    assert gradients_finite(grads)
+    grads[1][2] = float("inf")
+    assert not gradients_finite(grads)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_runs_the_step_hooks_once_a_step_on_every_path(fused):
+    torch.optim.Adam(parameters(), fused=True)  # torch wraps its own Adam.step with the hooks once one is built
+    params = parameters()
+    optimizer = Adam(params, lr=1e-2, fused=fused)
+    pre, post = [], []
+    optimizer.register_step_pre_hook(lambda *args: pre.append(1))
+    optimizer.register_step_post_hook(lambda *args: post.append(1))
+    for step, drop in enumerate([None, None, 1, None]):  # torch's step (the state, a missing gradient) and the short path
+        set_gradients(params, step)
+        if drop is not None:
+            params[drop].grad = None
+        optimizer.step()
+    assert len(pre) == len(post) == 4
+
+
+def test_private_ops_are_looked_up_and_missing_ones_are_none(monkeypatch):
+    assert all(getattr(optim, name) is not None for name in PRIVATE_OPS)  # this torch has them all
+    monkeypatch.delattr(torch, "_fused_adam_")
+    assert optim.private_op("_fused_adam_") is None and optim.private_op("_foreach_norm") is torch._foreach_norm
+
+
+@pytest.mark.parametrize("name", PRIVATE_OPS)
+def test_training_without_each_private_op_equals_training_with_it(name, monkeypatch):
+    """Each private op forced away (as on a torch without it): a few updates train, bit for bit the same."""
+    def train():
+        # the finiteness check runs where nothing is clipped, the norm and clip where something is
+        make = Reinforce if name == "_non_finite_check_and_unscale_" else A2C
+        module = make(seed=0, max_grad_norm=None if make is Reinforce else 0.5)
+        quiet_trainer(max_epochs=4).fit(module)
+        return module, [p.detach().clone() for p in module.parameters()]
+
+    _, fast = train()
+    monkeypatch.setattr(optim, name, None)
+    calls = count_torch_steps(monkeypatch)
+    module, public = train()
+    assert all(torch.equal(a, b) for a, b in zip(fast, public))
+    assert module.skipped_updates == 0
+    assert len(calls) == (4 if name in ("_foreach_add_", "_fused_adam_") else 1)  # only the first step's, else

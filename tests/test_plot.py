@@ -1,4 +1,4 @@
-"""Learning-curve plots: CSVLogger files in, mean over seeds on a common env-step grid, a PNG out."""
+"""Learning-curve plots: CSVLogger files in, IQM or mean over seeds on a common env-step grid, a PNG out."""
 
 import subprocess
 import sys
@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from pg_lightning import plot
 from pg_lightning.errors import ConfigError
 from pg_lightning.plot import Curve, aggregate, common_grid, load_run, main, plot_runs, read_curve
 
@@ -123,3 +124,55 @@ def test_seeds_without_a_common_range_are_an_error():
     with pytest.raises(ConfigError, match="do not overlap"):
         common_grid([Curve(np.array([0.0, 1.0]), np.array([0.0, 1.0])),
                      Curve(np.array([2.0, 3.0]), np.array([0.0, 1.0]))])
+
+
+def test_iqm_line_and_band_by_hand():
+    # Five seeds from c to 0 over x in [0, 100]; c = 0, 10, 20, 30, 1000. At x = 0 the IQM drops
+    # one seed at each end: mean(10, 20, 30) = 20; at x = 50 it is 10; at x = 100 all seeds are 0.
+    curves = [([0.0, 100.0], [c, 0.0]) for c in (0.0, 10.0, 20.0, 30.0, 1000.0)]
+    agg = aggregate(curves, [0.0, 50.0, 100.0])
+    np.testing.assert_allclose(agg.iqm, [20.0, 10.0, 0.0])
+    np.testing.assert_allclose(agg.center, agg.iqm)
+    np.testing.assert_allclose(agg.mean, [212.0, 106.0, 0.0])
+    assert np.all(agg.ci_low <= agg.iqm) and np.all(agg.iqm <= agg.ci_high)
+    assert agg.ci_low[0] >= 0.0 and agg.ci_high[0] <= 1000.0 and agg.ci_low[0] < agg.ci_high[0]
+    assert agg.ci_low[2] == agg.ci_high[2] == 0.0  # every seed agrees: zero width
+    # Whole curves are resampled, so the band halves with the curves: x = 50 is x = 0 scaled by 1/2.
+    np.testing.assert_allclose([agg.ci_low[1], agg.ci_high[1]], [agg.ci_low[0] / 2, agg.ci_high[0] / 2])
+    mean = aggregate(curves, [0.0, 50.0, 100.0], statistic="mean")
+    np.testing.assert_allclose(mean.center, mean.mean)
+    assert mean.ci_low[0] < 212.0 < mean.ci_high[0]
+
+
+def test_many_seeds_layout_and_two_configs_give_two_labelled_curves(tmp_path, monkeypatch):
+    # A many-seeds run writes <run>/seed<k>/metrics.csv; here 4 seeds of PPO against 2 of A2C.
+    for k, final in enumerate((100.0, 200.0, 300.0, 4000.0)):
+        write_csv(tmp_path / f"ppo/seed{k}/metrics.csv", ["0,0,0.0,0.0,0.1,0.0", f"1,1,100.0,{final},0.1,0.0"])
+    for k in range(2):
+        write_csv(tmp_path / f"a2c/seed{k}/metrics.csv", [f"0,0,0.0,{k}.0,0.1,0.0", "1,1,100.0,10.0,0.1,0.0"])
+    drawn = []
+
+    def capture():
+        figure, ax = real_figure()
+        drawn.append(ax)
+        return figure, ax
+
+    real_figure = plot._figure
+    monkeypatch.setattr(plot, "_figure", capture)
+    stats = plot_runs([tmp_path / "ppo", tmp_path / "a2c"], tmp_path / "cmp.png", labels=["PPO", "A2C"], points=3)
+    assert (tmp_path / "cmp.png").read_bytes()[:8] == PNG_MAGIC
+    assert [stats["PPO"].seeds, stats["A2C"].seeds] == [4, 2]
+    np.testing.assert_allclose(stats["PPO"].iqm, [0.0, 125.0, 250.0])  # mean of the middle two seeds
+    (ax,) = drawn
+    assert ax.get_legend_handles_labels()[1] == ["PPO (4 seeds)", "A2C (2 seeds)"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.0, 125.0, 250.0])
+    assert len(ax.collections) == 2  # one CI band per curve
+    assert "IQM over seeds, 95% CI" in ax.get_ylabel()
+
+
+def test_cli_mean_with_minmax_band_and_bad_aggregate(runs, capsys):
+    out = runs / "mean.png"
+    assert main([str(runs / "ppo"), "-o", str(out), "--aggregate", "mean", "--band", "minmax", "--reps", "50"]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ConfigError, match="aggregate must be one of"):
+        plot_runs([runs / "ppo"], out, statistic="median")

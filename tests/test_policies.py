@@ -1,4 +1,4 @@
-"""Unit tests for pg_lightning.policies: heads vs torch.distributions, ActorCritic structure."""
+"""Unit tests for pg_lightning.policies: ActorCritic's structure, forward, evaluation and actions."""
 
 from __future__ import annotations
 
@@ -7,17 +7,13 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.distributions import Categorical, Independent, Normal
+from torch.distributions import Categorical, Normal
 from torch.testing import assert_close
 
+from pg_lightning import A2C, PPO, Reinforce
+from pg_lightning.distributions import CategoricalHead
 from pg_lightning.observations import check_space
-from pg_lightning.policies import (
-    ActorCritic,
-    CategoricalHead,
-    GaussianHead,
-    RunningMeanStd,
-    make_head,
-)
+from pg_lightning.policies import ActorCritic, RunningMeanStd
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), dtype=np.float32)
 CARTPOLE_ACT = gym.spaces.Discrete(2)
@@ -31,162 +27,9 @@ def rng(seed):
     return np.random.default_rng(seed)
 
 
-def draw(head, params, seed):
-    """Samples from a head's numpy sampler, as a tensor."""
-    return torch.as_tensor(head.numpy_sampler()(params.numpy(), rng(seed)))
-
-
 # --------------------------------------------------------------------------------------------
-# heads vs torch.distributions
+# observation spaces: check_space
 # --------------------------------------------------------------------------------------------
-
-
-def test_categorical_head_matches_torch_categorical():
-    head = CategoricalHead([5], multi=False)
-    params = 3 * torch.randn(64, 5, generator=gen(0))
-    actions = torch.randint(0, 5, (64,), generator=gen(1))
-    dist = Categorical(logits=params)
-    assert_close(head.log_prob(params, actions), dist.log_prob(actions))
-    assert_close(head.entropy(params), dist.entropy())
-    assert_close(head.mode(params), params.argmax(-1))
-    # float-typed actions (as stored in buffers) are accepted too
-    assert_close(head.log_prob(params, actions.float()), dist.log_prob(actions))
-
-
-def test_gaussian_head_matches_normal_summed_over_dims():
-    head = GaussianHead(3, log_std_init=0.0)
-    with torch.no_grad():
-        head.log_std.copy_(torch.tensor([-0.5, 0.3, 1.2]))
-    params = torch.randn(32, 3, generator=gen(0))
-    actions = params + 2 * torch.randn(32, 3, generator=gen(1))
-    normal = Normal(params, head.log_std.exp())
-    assert_close(head.log_prob(params, actions), normal.log_prob(actions).sum(-1))
-    ent = head.entropy(params)
-    assert ent.shape == (32,)
-    assert_close(ent, normal.entropy().sum(-1))
-    # same as the Independent(Normal, 1) distribution
-    ind = Independent(normal, 1)
-    assert_close(head.log_prob(params, actions), ind.log_prob(actions))
-    assert_close(head.mode(params), params)
-
-
-def test_gaussian_head_log_prob_gradient_reaches_log_std():
-    head = GaussianHead(2, log_std_init=0.0)
-    params = torch.zeros(1, 2)
-    actions = torch.tensor([[1.0, 0.0]])
-    head.log_prob(params, actions).sum().backward()
-    # d/d log_std [-0.5 z^2 - log_std] with z = a e^{-log_std}: z^2 - 1 -> [0, -1] at log_std 0
-    assert_close(head.log_std.grad, torch.tensor([0.0, -1.0]))
-
-
-def test_gaussian_head_log_std_init():
-    head = make_head(gym.spaces.Box(-1.0, 1.0, (3,)), log_std_init=-0.7)
-    assert isinstance(head, GaussianHead)
-    assert_close(head.log_std.data, torch.full((3,), -0.7))
-
-
-def test_multidiscrete_head_matches_independent_categoricals():
-    space = gym.spaces.MultiDiscrete([3, 4, 2])
-    head = make_head(space)
-    assert isinstance(head, CategoricalHead) and head.multi and head.param_dim == 9
-    params = 2 * torch.randn(40, 9, generator=gen(0))
-    actions = torch.stack(
-        [torch.randint(0, n, (40,), generator=gen(10 + i)) for i, n in enumerate([3, 4, 2])], -1
-    )
-    dists = [Categorical(logits=lg) for lg in params.split([3, 4, 2], -1)]
-    expected_lp = sum(d.log_prob(actions[:, i]) for i, d in enumerate(dists))
-    expected_ent = sum(d.entropy() for d in dists)
-    assert_close(head.log_prob(params, actions), expected_lp)
-    assert_close(head.entropy(params), expected_ent)
-    mode = head.mode(params)
-    assert mode.shape == (40, 3)
-    assert_close(mode, torch.stack([d.probs.argmax(-1) for d in dists], -1))
-    sample = draw(head, params, 3)
-    assert sample.shape == (40, 3)
-    assert ((sample >= 0) & (sample < torch.tensor([3, 4, 2]))).all()
-
-
-def test_categorical_head_sampling_frequencies_match_softmax():
-    head = CategoricalHead([4], multi=False)
-    logits = torch.tensor([0.5, -1.0, 1.2, 0.0])
-    n = 20000
-    params = logits.expand(n, 4)
-    samples = draw(head, params, 123)
-    assert samples.shape == (n,)
-    freqs = torch.bincount(samples, minlength=4).float() / n
-    assert_close(freqs, logits.softmax(-1), atol=0.02, rtol=0)
-
-
-def test_multidiscrete_sampling_frequencies_per_component():
-    head = CategoricalHead([2, 3], multi=True)
-    logits = torch.tensor([1.0, -0.5, 0.2, 0.9, -1.5])
-    n = 20000
-    samples = draw(head, logits.expand(n, 5), 7)
-    f0 = torch.bincount(samples[:, 0], minlength=2).float() / n
-    f1 = torch.bincount(samples[:, 1], minlength=3).float() / n
-    assert_close(f0, logits[:2].softmax(-1), atol=0.02, rtol=0)
-    assert_close(f1, logits[2:].softmax(-1), atol=0.02, rtol=0)
-
-
-def test_sampling_is_deterministic_given_generator():
-    head = CategoricalHead([6], multi=False)
-    params = torch.randn(500, 6, generator=gen(0))
-    a = draw(head, params, 42)
-    b = draw(head, params, 42)
-    c = draw(head, params, 43)
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
-
-    g_head = GaussianHead(2, 0.0)
-    mu = torch.randn(500, 2, generator=gen(1))
-    assert torch.equal(draw(g_head, mu, 5), draw(g_head, mu, 5))
-    assert not torch.equal(draw(g_head, mu, 5), draw(g_head, mu, 6))
-
-
-def test_gaussian_head_sample_moments():
-    head = GaussianHead(2, 0.0)
-    with torch.no_grad():
-        head.log_std.copy_(torch.tensor([0.0, np.log(3.0)]))
-    mu = torch.tensor([1.0, -2.0]).expand(20000, 2)
-    s = draw(head, mu, 0)
-    assert_close(s.mean(0), torch.tensor([1.0, -2.0]), atol=0.1, rtol=0)
-    assert_close(s.std(0), torch.tensor([1.0, 3.0]), atol=0.1, rtol=0)
-
-
-# --------------------------------------------------------------------------------------------
-# make_head / check_observation_space
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "space",
-    [
-        gym.spaces.Dict({"a": gym.spaces.Discrete(2)}),
-        gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))),
-        gym.spaces.Text(5),
-    ],
-    ids=["Dict", "Tuple", "Text"],
-)
-def test_make_head_rejects_unsupported_spaces_naming_them(space):
-    with pytest.raises(ValueError) as excinfo:
-        make_head(space)
-    msg = str(excinfo.value)
-    assert str(space) in msg
-    assert type(space).__name__ in msg
-
-
-def test_make_head_rejects_multidimensional_box_and_multidiscrete():
-    with pytest.raises(ValueError):
-        make_head(gym.spaces.Box(-1.0, 1.0, (2, 2)))
-    with pytest.raises(ValueError):
-        make_head(gym.spaces.MultiDiscrete([[2, 3], [4, 5]]))
-
-
-def test_make_head_dispatch():
-    d = make_head(gym.spaces.Discrete(7))
-    assert isinstance(d, CategoricalHead) and not d.multi and d.param_dim == 7
-    g = make_head(gym.spaces.Box(-1.0, 1.0, (3,)))
-    assert isinstance(g, GaussianHead) and g.param_dim == 3
 
 
 @pytest.mark.parametrize("space", [
@@ -364,98 +207,73 @@ def test_evaluate_on_normalized_observations_equals_evaluate(normalize):
 
 
 # --------------------------------------------------------------------------------------------
-# RunningMeanStd
+# discrete action spaces with a start: every action is the env's
 # --------------------------------------------------------------------------------------------
 
-
-def test_running_mean_std_two_batches_equal_concatenation():
-    rms = RunningMeanStd((3,))
-    x1 = 2.0 + 3.0 * torch.randn(50, 3, generator=gen(0), dtype=torch.float64)
-    x2 = -1.0 + 0.5 * torch.randn(70, 3, generator=gen(1), dtype=torch.float64)
-    for x in (x1, x2):
-        rms.update(x.mean(0).float(), x.var(0, correction=0).float(), x.shape[0])
-    both = torch.cat([x1, x2])
-    assert_close(rms.mean, both.mean(0).float(), atol=1e-5, rtol=1e-5)
-    assert_close(rms.var, both.var(0, correction=0).float(), atol=1e-5, rtol=1e-5)
-    assert rms.count.dtype == torch.int64 and int(rms.count) == 120
+SHIFTED_SPACES = [gym.spaces.Discrete(3, start=-1), gym.spaces.Discrete(4, start=10),
+                  gym.spaces.MultiDiscrete([3, 2], start=[-1, 5])]
 
 
-def test_running_mean_std_first_update_and_empty_batch():
-    rms = RunningMeanStd(())
-    rms.update(torch.tensor(5.0), torch.tensor(2.0), 4)
-    assert_close(rms.mean, torch.tensor(5.0))
-    assert_close(rms.var, torch.tensor(2.0))
-    rms.update(torch.tensor(100.0), torch.tensor(100.0), 0)  # ignored
-    assert_close(rms.mean, torch.tensor(5.0))
-    assert_close(rms.var, torch.tensor(2.0))
-    assert int(rms.count) == 4
+def choices(space) -> list[int]:
+    """The number of choices of each component of a discrete action space."""
+    return space.nvec.tolist() if isinstance(space, gym.spaces.MultiDiscrete) else [int(space.n)]
 
 
-def test_running_mean_std_normalize_clamps_and_scales():
-    rms = RunningMeanStd((3,), clip=5.0)
-    rms.update(torch.tensor([1.0, 0.0, 0.0]), torch.tensor([4.0, 1.0, 1.0]), 10)
-    out = rms.normalize(torch.tensor([[101.0, -100.0, 0.5]]))
-    # (101 - 1) / 2 = 50 -> clamped to 5;  -100 -> -5;  0.5 / 1 = 0.5
-    assert_close(out, torch.tensor([[5.0, -5.0, 0.5]]), atol=1e-6, rtol=1e-6)
-    assert_close(rms.normalize(torch.tensor([3.0, 1.0, -2.0])), torch.tensor([1.0, 1.0, -2.0]),
-                 atol=1e-6, rtol=1e-6)
-    # scale divides by the std without centring
-    assert_close(rms.scale(torch.tensor([4.0, 3.0, 3.0])), torch.tensor([2.0, 3.0, 3.0]),
-                 atol=1e-6, rtol=1e-6)
-
-
-def test_running_mean_std_statistics_travel_in_state_dict():
-    rms = RunningMeanStd((2,))
-    rms.update(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]), 5)
-    other = RunningMeanStd((2,))
-    other.load_state_dict(rms.state_dict())
-    assert_close(other.mean, torch.tensor([1.0, 2.0]))
-    assert_close(other.var, torch.tensor([3.0, 4.0]))
-    assert int(other.count) == 5
-
-
-@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "silu"])
-@pytest.mark.parametrize("normalize", [False, True])
-def test_numpy_sampler_runs_the_same_network_as_torch(activation, normalize):
-    """The collector's numpy copy of the actor must compute exactly the torch actor's outputs."""
-    model = ActorCritic(CARTPOLE_OBS, gym.spaces.Box(-1.0, 1.0, (3,)), hidden_sizes=(16, 8),
-                        activation=activation, normalize_observations=normalize, log_std_init=-30.0)
-    if normalize:
-        model.obs_rms.update(torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([4.0, 0.25, 1.0, 9.0]), 100)
-    obs = torch.randn(64, 4, generator=gen(0)) * 3
-    # with a vanishing std the sample is the mean, i.e. the network's output
-    sample = model.sampler()(obs.numpy(), rng(0))
-    assert_close(torch.as_tensor(sample), model(obs), atol=1e-5, rtol=1e-5)
-
-
-def test_numpy_sampler_is_a_frozen_copy():
-    model = ActorCritic(CARTPOLE_OBS, gym.spaces.Box(-1.0, 1.0, (2,)), log_std_init=-30.0)
-    obs = np.ones((1, 4), np.float32)
-    sampler = model.sampler()
-    before = sampler(obs, rng(0))
-    with torch.no_grad():
-        model.actor_out.bias.add_(1.0)
-    assert np.allclose(sampler(obs, rng(0)), before)  # the weights it saw, not the live ones
-    assert np.allclose(model.sampler()(obs, rng(0)), before + 1.0, atol=1e-5)
-
-
-@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(2), gym.spaces.Discrete(5), gym.spaces.Box(-1.0, 1.0, (2,))])
-@pytest.mark.parametrize("normalize", [False, True])
-def test_one_env_sampler_draws_what_the_batched_sampler_draws(action_space, normalize):
-    """One observation at a time (the one-env collection path, whose categorical draws come from
-    blocks drawn ahead) gives the batched sampler's actions, and leaves the generator where it
-    would: across several blocks, with the blocks' unused draws given back."""
-    model = ActorCritic(CARTPOLE_OBS, action_space, hidden_sizes=(16, 8), normalize_observations=normalize)
-    if normalize:
-        model.obs_rms.update(torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([4.0, 0.25, 1.0, 9.0]), 100)
-    obs = (torch.randn(300, 4, generator=gen(1)) * 2).numpy()
-    batched, expected_rng = model.sampler(), rng(3)
-    expected = [batched(o[None], expected_rng)[0] for o in obs]
-    one_env_rng = rng(3)
-    sample, close = model.one_env_sampler(one_env_rng)
-    actions = [sample(o) for o in obs]
+@pytest.mark.parametrize("action_space", SHIFTED_SPACES, ids=str)
+@pytest.mark.parametrize("obs_space", [CARTPOLE_OBS, gym.spaces.Discrete(6)], ids=["numpy", "torch"])
+def test_sampled_and_deterministic_actions_lie_in_a_space_with_start(action_space, obs_space):
+    """The numpy and torch samplers, the one-env sampler and ``forward`` give the env's actions
+    (``start`` added, every choice reachable), and ``log_prob`` of an action is its choice index's."""
+    torch.manual_seed(0)
+    model = ActorCritic(obs_space, action_space, hidden_sizes=(16,))
+    assert model._runs_in_numpy() == (obs_space is CARTPOLE_OBS)
+    nvec, start = choices(action_space), np.asarray(action_space.start).reshape(-1)
+    with torch.no_grad():  # logits near zero: every choice is sampled
+        model.actor_out.weight.mul_(0.01)
+    obs = np.stack([obs_space.sample() for _ in range(400)]).astype(obs_space.dtype)
+    sampled = model.sampler()(obs, rng(0))
+    sample, close = model.one_env_sampler(rng(0))
+    one_by_one = np.array([sample(o) for o in obs])
     close()
-    assert np.array_equal(np.array(actions), np.array(expected))
-    assert np.array(actions).dtype == np.array(expected).dtype
-    assert one_env_rng.bit_generator.state == expected_rng.bit_generator.state
-    assert len(set(np.array(actions).reshape(len(obs), -1)[:, 0].tolist())) > 1  # not a constant policy
+    assert np.array_equal(one_by_one, sampled)
+    assert all(action_space.contains(a if a.ndim else a.item()) for a in sampled)
+    index = sampled.reshape(len(obs), -1) - start
+    assert [len(set(index[:, k].tolist())) for k in range(len(nvec))] == nvec
+    with torch.no_grad():  # the first choice of every component is the mode: the action is `start`
+        model.actor_out.bias[np.cumsum([0, *nvec[:-1]])] = 50.0
+        mode = model(torch.as_tensor(obs))
+    assert np.array_equal(mode.numpy().reshape(len(obs), -1), np.broadcast_to(start, (len(obs), len(nvec))))
+    with torch.no_grad():
+        params = model._actor_params(*model._inputs(torch.as_tensor(obs)))
+        log_probs = model.evaluate(torch.as_tensor(obs), torch.as_tensor(sampled))[0]
+    expected = sum(Categorical(logits=p).log_prob(torch.as_tensor(index[:, k]))
+                   for k, p in enumerate(params.split(nvec, -1)))
+    assert_close(log_probs, expected)
+
+
+ENV_WITH_START = "user_envs:UserEnvs/ShiftedActions-v0"
+SHIFTED_LEARNERS = {
+    "Reinforce": lambda seed: Reinforce(env_id=ENV_WITH_START, episodes_per_batch=4, lr=0.02, max_env_steps=1500, seed=seed),
+    "A2C": lambda seed: A2C(env_id=ENV_WITH_START, num_envs=4, n_steps=8, lr=0.01, hidden_sizes=[32],
+                            max_env_steps=1500, seed=seed),
+    "PPO": lambda seed: PPO(env_id=ENV_WITH_START, num_envs=1, n_steps=64, minibatch_size=32, hidden_sizes=[32],
+                            lr=3e-3, max_env_steps=1500, seed=seed),
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(SHIFTED_LEARNERS))
+def test_each_algorithm_learns_the_one_paying_action_of_a_space_with_start(algorithm):
+    """``Discrete(3, start=-1)``, only action -1 pays and an action outside the space raises:
+    training, the returns window and deterministic evaluation all play -1 (chance: 8 / 3 per episode)."""
+    import user_envs
+    from helpers import quiet_trainer
+
+    from pg_lightning.evaluation import evaluate
+
+    learned = []
+    for seed in range(3):
+        module = SHIFTED_LEARNERS[algorithm](seed)
+        quiet_trainer().fit(module)
+        score = float(evaluate(module.policy, ENV_WITH_START, 3, 99)["returns"].mean())
+        learned.append(module.return_last100 >= 6.0 and score == user_envs.LENGTH)
+    assert sum(learned) >= 2, learned

@@ -5,12 +5,11 @@ import csv
 import lightning as L
 import pytest
 import torch
+from helpers import assert_same_gradients
 
 from pg_lightning import Reinforce
 from pg_lightning.errors import ConfigError
 from pg_lightning.returns import discounted_returns
-
-from helpers import assert_same_gradients
 
 
 def seed_loss(policy, batch, gamma=0.99):

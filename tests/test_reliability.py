@@ -13,12 +13,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from helpers import quiet_trainer as trainer
+from helpers import user_env, wandb_run
+from lightning.pytorch.plugins.precision import MixedPrecision
 
-from pg_lightning import PPO, Reinforce
+from pg_lightning import A2C, PPO, Reinforce, gradient_step
 from pg_lightning.cli import main
 from pg_lightning.errors import TrainingError
-
-from helpers import quiet_trainer as trainer, user_env, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---- envs that misbehave ---------------------------------------------------------------------
 class BrokenCartPole(gym.Wrapper):
     """CartPole that raises, or returns NaN observations / rewards, from its 30th step on."""
+
+    metadata = {"render_modes": []}  # gymnasium 1.0's make reads the entry point's class attribute
 
     def __init__(self, failure: str = "raise"):
         super().__init__(gym.make("CartPole-v1").unwrapped)
@@ -182,7 +185,7 @@ BAD_INPUTS = [
     (["--ckpt_path", "missing.ckpt"], "--ckpt_path 'missing.ckpt' does not exist"),
     (["--ckpt_path", "{ckpts}/corrupt.ckpt"], "is not a PyTorch checkpoint"),
     (["--ckpt_path", "{ckpts}/ppo.ckpt"], "checkpoint is for PPO on CartPole-v1, this module is Reinforce on CartPole-v1"),
-    (["--ckpt_path", "{ckpts}/pendulum.ckpt"], "checkpoint is for Reinforce on Pendulum-v1"),
+    (["--ckpt_path", "{ckpts}/pendulum.ckpt", "--model.env_id", "CartPole-v1"], "checkpoint is for Reinforce on Pendulum-v1"),
     (["--model.env_id", "Broken-raise-v0"], "env Broken-raise-v0 raised in step(): RuntimeError: physics exploded"),
     (["--model.env_id", "Broken-nan_obs-v0"], "env Broken-nan_obs-v0 returned non-finite observations"),
     (["--model.env_id", "Broken-nan_reward-v0"], "env Broken-nan_reward-v0 returned non-finite rewards"),
@@ -260,6 +263,88 @@ def test_too_many_non_finite_updates_in_a_row_stop_training():
     module = Poisoned(bad=range(1, 100), seed=0, max_skipped_updates=3)
     with pytest.raises(TrainingError, match="3 updates in a row had a non-finite loss or gradient"):
         trainer(max_epochs=10).fit(module)
+
+
+# ---- mixed precision --------------------------------------------------------------------------
+DEVICES = ["cpu", pytest.param("cuda", id="gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                          reason="needs a GPU"))]
+
+
+def amp(precision: str, device: str) -> MixedPrecision:
+    """Lightning's plugin for ``precision``, with a GradScaler for 16-mixed: CUDA's default, but a first
+    scale of 2^10 (2^16 overflows float16 on these gradients, and the scaler skips steps until it is lower)."""
+    scaler = torch.amp.GradScaler(device, init_scale=2.0**10) if precision == "16-mixed" else None
+    return MixedPrecision(precision, device, scaler=scaler)
+
+
+def gradient_norms(monkeypatch) -> list[float]:
+    """The norms on_before_optimizer_step clips with, recorded as they are computed."""
+    norms, norm = [], gradient_step.gradient_norm
+    monkeypatch.setattr(gradient_step, "gradient_norm", lambda grads: (result := norm(grads), norms.append(float(result)))[0])
+    return norms
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+@pytest.mark.parametrize("cls", [A2C, PPO])  # automatic and manual optimisation
+def test_mixed_precision_clips_the_unscaled_gradients(cls, precision, device, monkeypatch):
+    first_norms = []
+    for plugins in ([], [amp(precision, device)]):
+        norms = gradient_norms(monkeypatch)
+        module = cls(seed=0, max_grad_norm=0.5, n_steps=16, num_envs=2)
+        trainer(max_epochs=2, accelerator=device, devices=1, plugins=plugins).fit(module)
+        assert module.skipped_updates == 0 and all(math.isfinite(n) for n in norms)
+        first_norms.append(norms[0])
+    fp32, mixed = first_norms
+    assert mixed == pytest.approx(fp32, rel=0.05)  # not 2^10 times larger
+
+
+class TorchFusedAdam(A2C):
+    """A2C with torch's fused Adam, which unscales AMP gradients in its own step."""
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, fused=True)
+
+
+def test_an_optimizer_that_unscales_itself_is_unscaled_before_clipping_under_16_mixed(monkeypatch):
+    first_norms = []
+    for plugins in ([], [amp("16-mixed", "cpu")]):
+        norms = gradient_norms(monkeypatch)
+        module = TorchFusedAdam(seed=0, max_grad_norm=0.5, n_steps=16, num_envs=2)
+        trainer(max_epochs=2, plugins=plugins).fit(module)
+        assert all(math.isfinite(n) for n in norms)
+        first_norms.append(norms[0])
+    assert first_norms[1] == pytest.approx(first_norms[0], rel=0.05)  # not 2^10 times larger
+
+
+class GradientNorms(L.Callback):
+    """The gradients' norm Lightning clips (after the hooks), and the norm the optimizer steps with."""
+
+    def __init__(self):
+        self.before, self.stepped = [], []
+
+    def on_train_start(self, trainer, pl_module):
+        def record(optimizer, *args):
+            return self.stepped.append(self.norm(pl_module))
+        trainer.optimizers[0].register_step_pre_hook(record)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.before.append(self.norm(pl_module))
+
+    @staticmethod
+    def norm(module):
+        return float(torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_clip_val_clips_the_unscaled_gradients_under_16_mixed(device):
+    norms = GradientNorms()
+    module = Reinforce(seed=0)  # automatic optimisation, no clipping of its own
+    trainer(max_epochs=3, accelerator=device, devices=1, gradient_clip_val=0.05, plugins=[amp("16-mixed", device)],
+            callbacks=[norms]).fit(module)
+    assert module.skipped_updates == 0 and len(norms.stepped) == len(norms.before) == 3
+    assert all(0.05 < n < 100 for n in norms.before)  # unscaled (a 2^10 scale would make them ~1e3)
+    assert all(n == pytest.approx(0.05, rel=1e-3) for n in norms.stepped)
 
 
 # ---- no network -------------------------------------------------------------------------------

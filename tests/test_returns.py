@@ -9,9 +9,9 @@ from torch.testing import assert_close
 from pg_lightning.returns import (
     discounted_returns,
     gae,
-    normalize,
     reverse_discounted_sum,
     running_returns,
+    standardize,
 )
 
 
@@ -342,14 +342,14 @@ def test_gae_shape_validation():
 
 
 # --------------------------------------------------------------------------------------------
-# normalize
+# standardize
 # --------------------------------------------------------------------------------------------
 
 
 def test_normalize_mean_zero_std_one():
     g = torch.Generator().manual_seed(0)
     x = 3.0 + 5.0 * torch.randn(257, 3, generator=g, dtype=torch.float64)
-    y = normalize(x)
+    y = standardize(x)
     assert y.shape == x.shape
     assert_close(y.mean(), torch.tensor(0.0, dtype=torch.float64), atol=1e-10, rtol=0)
     assert_close(y.std(), torch.tensor(1.0, dtype=torch.float64), atol=1e-6, rtol=0)
@@ -358,18 +358,18 @@ def test_normalize_mean_zero_std_one():
 
 
 def test_normalize_single_element_is_zero_not_nan():
-    y = normalize(torch.tensor([3.7]))
+    y = standardize(torch.tensor([3.7]))
     assert not torch.isnan(y).any()
     assert_close(y, torch.tensor([0.0]))
 
 
 def test_normalize_empty():
-    y = normalize(torch.empty(0))
+    y = standardize(torch.empty(0))
     assert y.shape == (0,)
 
 
 def test_normalize_constant_input_is_zero_not_nan():
-    y = normalize(torch.full((5,), 2.0))
+    y = standardize(torch.full((5,), 2.0))
     assert not torch.isnan(y).any()
     assert_close(y, torch.zeros(5))
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import yaml
-
 from helpers import quiet_trainer
+
 from pg_lightning import Reinforce, plot, seeds
 from pg_lightning.cli import main
 
@@ -71,12 +71,13 @@ def test_the_sweep_objective_ranks_a_run_that_solves_sooner_higher():
     trainer = quiet_trainer(callbacks=[Curve()])
     trainer.fit(module)
     area = sum(steps * value for steps, value in seen)
-    assert module.return_area == pytest.approx(area)
+    assert module.run_statistics.return_area == pytest.approx(area)
     assert float(trainer.callback_metrics["train/return_auc"]) == pytest.approx(
         (area + max(3000 - module.env_steps, 0) * seen[-1][1]) / 3000)
 
     def objective(solved_at: int) -> float:  # return_last100 rising evenly to 475, then stopped there
-        module.return_area, module.env_steps, module.return_last100 = 475 / 2 * solved_at, solved_at, 475.0
+        stats = module.run_statistics
+        stats.return_area, stats.env_steps, stats.return_last100 = 475 / 2 * solved_at, solved_at, 475.0
         return module.return_auc
 
     module.hparams.max_env_steps = 300_000

@@ -14,16 +14,16 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from helpers import quiet_trainer as trainer
+from helpers import user_env
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from pg_lightning import A2C, PPO, Reinforce, RunCheckpoint
 from pg_lightning.cli import main
-from pg_lightning.registry import model_from_config
 from pg_lightning.errors import ConfigError
-
-from helpers import quiet_trainer as trainer, user_env
+from pg_lightning.registry import model_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = {"Reinforce": Reinforce, "A2C": A2C, "PPO": PPO}

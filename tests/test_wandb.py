@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import user_env, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,16 +102,20 @@ def test_resuming_a_checkpoint_continues_its_wandb_run_and_log_model_keeps_check
     assert torch.load(last, weights_only=True)["pg_lightning"]["env_steps"] >= 2000
 
 
-LOGGED_IN = "from pg_lightning.loggers import wandb_logged_in; print(wandb_logged_in())"
+LOGGED_IN = ("from pg_lightning.loggers import _login_check, wandb_logged_in; "
+             "print(wandb_logged_in(), _login_check().__name__)")
+# a W&B without its private ``wbauth`` module: wandb_logged_in must take the public fallback
+WITHOUT_WBAUTH = "import sys, wandb.sdk.lib as lib; del lib.wbauth; sys.modules['wandb.sdk.lib.wbauth'] = None; "
 
 
+@pytest.mark.parametrize("check", ["wbauth_logged_in", "credentials_configured"])
 @pytest.mark.parametrize("netrc_host, settings_host, expected", [
     (None, None, False),
     ("api.wandb.ai", None, True),
     ("api.wandb.ai", "https://wandb.example.com", False),  # `wandb login --host`: another server
     ("wandb.example.com", "https://wandb.example.com", True),
 ], ids=["nothing", "netrc", "netrc-for-another-host", "login-host"])
-def test_logged_in_is_wandbs_own_answer(tmp_path, netrc_host, settings_host, expected):
+def test_logged_in_is_wandbs_own_answer(tmp_path, netrc_host, settings_host, expected, check):
     env = {"WANDB_BASE_URL": "https://api.wandb.ai"} if settings_host is None else {}
     if netrc_host is not None:  # NETRC: a netrc file elsewhere than ~/.netrc
         (tmp_path / "credentials").write_text(f"machine {netrc_host}\n  login user\n  password {'k' * 40}\n")
@@ -120,7 +123,8 @@ def test_logged_in_is_wandbs_own_answer(tmp_path, netrc_host, settings_host, exp
     if settings_host is not None:
         (tmp_path / ".config/wandb").mkdir(parents=True)
         (tmp_path / ".config/wandb/settings").write_text(f"[default]\nbase_url = {settings_host}\n")
-    assert _python(tmp_path, LOGGED_IN, env).stdout.strip() == str(expected)
+    code = LOGGED_IN if check == "wbauth_logged_in" else WITHOUT_WBAUTH + LOGGED_IN
+    assert _python(tmp_path, code, env).stdout.split() == [str(expected), check]
 
 
 def _python(tmp_path, code: str, env: dict) -> subprocess.CompletedProcess:

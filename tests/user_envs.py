@@ -104,6 +104,73 @@ class CueDict(_Bandit):
         }
 
 
+class DottedCue(_Bandit):
+    """A Dict observation whose keys hold "." and a ``ModuleDict`` attribute name: the cue under
+    ``"cue.id"``, noise under ``"keys"``."""
+
+    observation_space = gym.spaces.Dict({
+        "cue.id": gym.spaces.Discrete(2),
+        "keys": gym.spaces.Box(-1.0, 1.0, (3,), np.float32),
+    })
+
+    def observe(self):
+        return {"cue.id": self.cue, "keys": self.np_random.uniform(-1, 1, 3).astype(np.float32)}
+
+
+class ShiftedActions(gym.Env):
+    """Actions ``Discrete(3, start=-1)``: only action -1 pays (1 per step, chance LENGTH / 3); an
+    action outside the space raises, as many envs' ``step`` checks do."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(3, start=-1)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observe(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        self.t += 1
+        return self.observe(), float(int(action) == -1), self.t >= LENGTH, False, {}
+
+    def observe(self):
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32)
+
+
+class IntFlags(gym.Env):
+    """Episodes of 1 to 9 steps whose ``terminated`` / ``truncated`` flags are numpy integers (legal,
+    and common in older envs); ``IntFlags.steps`` counts the ``step`` calls of every instance."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+    steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.length = 0, int(self.np_random.integers(1, 10))
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        IntFlags.steps += 1
+        self.t += 1
+        done = self.t >= self.length
+        cut = self.length % 3 == 0  # some episodes truncated, the others terminated
+        return np.zeros(2, np.float32), 1.0, np.int64(done and not cut), np.int64(done and cut), {}
+
+
+class ScaleReward(gym.RewardWrapper):
+    """Multiplies rewards by ``factor``: a wrapper's reward scale that reported returns must not show."""
+
+    def __init__(self, env: gym.Env, factor: float):
+        super().__init__(env)
+        self.factor = factor
+
+    def reward(self, reward):
+        return self.factor * reward
+
+
 class TinyTrunk(nn.Module):
     """A user's own encoder: a linear layer and a tanh over the flattened observation."""
 
@@ -115,6 +182,6 @@ class TinyTrunk(nn.Module):
         return torch.tanh(self.layer(x.flatten(1)))
 
 
-for _cls in (Picture, Parity, Signal, CueDict):
+for _cls in (Picture, Parity, Signal, CueDict, DottedCue, ShiftedActions, IntFlags):
     if f"UserEnvs/{_cls.__name__}-v0" not in gym.registry:
         gym.register(f"UserEnvs/{_cls.__name__}-v0", entry_point=_cls)

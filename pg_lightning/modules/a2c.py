@@ -1,46 +1,19 @@
-"""Advantage actor-critic (A2C), and the rollout handling it shares with PPO."""
+"""Advantage actor-critic (A2C): one gradient step per rollout."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
 from pg_lightning import losses
-from pg_lightning.data import Batch, Collector, RolloutDataset
+from pg_lightning.batch import Batch
 from pg_lightning.envs import Vectorization, Wrappers
-from pg_lightning.errors import require
-from pg_lightning.observations import flat_batch
+from pg_lightning.modules.actor_critic import ActorCriticBase
 from pg_lightning.modules.arguments import shared_args_documented
-from pg_lightning.modules.base import PolicyGradient
-from pg_lightning.returns import gae, normalize
-
-
-class ActorCriticBase(PolicyGradient):
-    """What A2C and PPO share: ``n_steps × num_envs`` rollouts and GAE(λ) advantages."""
-
-    def check_hyperparameters(self) -> None:
-        super().check_hyperparameters()
-        hp = self.hparams
-        require(hp.n_steps >= 1, f"n_steps must be >= 1, got {hp.n_steps}")
-        require(0.0 <= hp.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {hp.gae_lambda}")
-        require(hp.critic != "none", f"actor-critic methods need critic='separate' or 'shared', got {hp.critic!r}")
-
-    def make_dataset(self, collector: Collector) -> RolloutDataset:
-        return RolloutDataset(collector, self.policy, self.hparams.n_steps)
-
-    def advantages(self, batch: Batch, values: Tensor) -> tuple[Tensor, Tensor]:
-        """GAE advantages and value targets ``[T, N]``; bootstraps truncated episodes and the tail."""
-        with torch.no_grad():
-            next_values = self.policy.value(flat_batch(batch.next_observations))
-        next_values = next_values.view_as(batch.rewards)
-        advantages = gae(
-            self.scaled_rewards(batch), values.detach(), next_values, batch.terminated,
-            batch.truncated, self.hparams.gamma, self.hparams.gae_lambda,
-        )  # the recursion ends at the rollout's tail, where δ bootstraps from V(s_T)
-        return advantages, advantages + values.detach()
+from pg_lightning.observations import flat_batch
+from pg_lightning.returns import standardize
 
 
 @shared_args_documented
@@ -95,7 +68,7 @@ class A2C(ActorCriticBase):
         mask = batch.mask.flatten()
         adv = advantages.flatten()[mask]
         if hp.normalize_advantages:
-            adv = normalize(adv)
+            adv = standardize(adv)
         terms = {
             "policy_loss": -(log_probs[mask] * adv).mean(),
             "value_loss": losses.value_loss(values.flatten()[mask], returns.flatten()[mask]),
@@ -106,5 +79,5 @@ class A2C(ActorCriticBase):
         }
         terms["loss"] = (
             self.add_entropy_bonus(terms["policy_loss"] + hp.value_coef * terms["value_loss"], terms["entropy"])
-        )
+        )  # Lightning steps on it (automatic optimisation); the guard and clip: on_before_optimizer_step
         return terms

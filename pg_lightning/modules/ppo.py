@@ -11,14 +11,13 @@ from torch import Tensor
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from pg_lightning import distributed, losses, observations
-from pg_lightning.data import Batch
+from pg_lightning.batch import Batch
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
-from pg_lightning.modules.a2c import ActorCriticBase
-from pg_lightning.observations import flat_batch
+from pg_lightning.modules.actor_critic import ActorCriticBase
 from pg_lightning.modules.arguments import shared_args_documented
-from pg_lightning.optim import clear_gradients
-from pg_lightning.returns import normalize
+from pg_lightning.observations import flat_batch
+from pg_lightning.returns import standardize
 
 
 class Transitions(NamedTuple):
@@ -59,7 +58,8 @@ class PPO(ActorCriticBase):
         clip_range: ε of the clipped surrogate.
         clip_range_vf: clip value updates to ±this around the old values; ``None`` disables it.
         target_kl: stop the passes early once the approximate KL of a pass exceeds this.
-        anneal_clip_range: decay ``clip_range`` linearly to 0 over ``max_env_steps``.
+        anneal_clip_range: decay ``clip_range`` linearly to 0 over ``max_env_steps`` (``annealed``, the
+            schedule of ``anneal_lr``).
     """
 
     def __init__(
@@ -117,7 +117,7 @@ class PPO(ActorCriticBase):
         """PPO's loss terms on one minibatch of flat transitions."""
         hp = self.hparams
         log_probs, entropy, values = self.policy.evaluate(data.observations, data.actions, normalized=True)
-        advantages = normalize(data.advantages) if hp.normalize_advantages else data.advantages
+        advantages = standardize(data.advantages) if hp.normalize_advantages else data.advantages
         policy_loss, approx_kl, clip_fraction = losses.ppo_clip_loss(
             log_probs, data.old_log_probs, advantages, clip_range
         )
@@ -142,6 +142,8 @@ class PPO(ActorCriticBase):
         return Transitions(obs, actions, old_log_probs, old_values, advantages.flatten(), returns.flatten()).select(mask)
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
+        """One PPO update: advantages, then epochs of minibatches, each a loss and a gradient step,
+        then the run's statistics."""
         # Every process must take the same number of gradient steps (DDP all-reduces each one),
         # but autoreset steps make the number of real transitions differ: count minibatches on
         # the smallest process's rollout and split each process's own data into that many.
@@ -151,9 +153,10 @@ class PPO(ActorCriticBase):
             return
         hp = self.hparams
         optimizer = self.optimizers()
+        # advantages and value targets, with the old policy's log-probs and values
         data = self.rollout_data(batch)
         minibatches = -(-smallest // hp.minibatch_size) if hp.minibatch_size else 1
-        clip_range = hp.clip_range * (1.0 - self.progress) if hp.anneal_clip_range else hp.clip_range
+        clip_range = self.annealed(hp.clip_range) if hp.anneal_clip_range else hp.clip_range
         history: list[dict[str, Tensor]] = []
         for _ in range(hp.update_epochs):
             # a full-batch epoch needs no shuffle: its gradient does not depend on the order
@@ -163,13 +166,12 @@ class PPO(ActorCriticBase):
                 parts = data.select(order).split(minibatches)  # one gather per field, then views
             for part in parts:
                 terms = self.minibatch_losses(part, clip_range)
-                clear_gradients(optimizer)
-                self.manual_backward(terms["loss"])
-                optimizer.step()  # gradient clipping: on_before_optimizer_step
+                self.gradient_step(optimizer, terms["loss"])  # guard, clip to max_grad_norm, step
                 history.append(terms)
             kl = history[-1]["approx_kl"]
             if hp.target_kl is not None and distributed.reduce(self.trainer, [float(kl)], "mean")[0] > hp.target_kl:
-                break
+                break  # early stop on the approximate KL of this pass, pooled over processes
+        # statistics: the passes' mean terms, then the run's counters and metrics
         metrics = {k: torch.stack([h[k].detach() for h in history]).mean() for k in history[0]}
         metrics["explained_variance"] = losses.explained_variance(data.old_values, data.returns)
         metrics["updates"] = torch.tensor(float(len(history)))

@@ -9,13 +9,15 @@ import torch
 from torch import Tensor
 
 from pg_lightning import losses
-from pg_lightning.data import Batch, Collector, EpisodeDataset
+from pg_lightning.batch import Batch
+from pg_lightning.collector import Collector
+from pg_lightning.data import EpisodeDataset
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
-from pg_lightning.observations import flat_batch
 from pg_lightning.modules.arguments import shared_args_documented
 from pg_lightning.modules.base import PolicyGradient
-from pg_lightning.returns import discounted_returns, normalize
+from pg_lightning.observations import flat_batch
+from pg_lightning.returns import discounted_returns, standardize
 
 
 @shared_args_documented
@@ -97,7 +99,7 @@ class Reinforce(PolicyGradient):
         """Loss terms for one batch of whole episodes; ``loss`` is their weighted sum."""
         hp = self.hparams
         returns = discounted_returns(
-            self.scaled_rewards(batch), batch.terminated, batch.truncated, hp.gamma
+            self.normalizer.scale_rewards(batch.rewards), batch.terminated, batch.truncated, hp.gamma
         ).flatten()
         log_probs, entropy, values = self.policy.evaluate(
             flat_batch(batch.observations), batch.actions.flatten(0, 1)
@@ -108,7 +110,7 @@ class Reinforce(PolicyGradient):
         elif hp.baseline == "value":
             weights = returns - values.detach()
         if hp.normalize_returns:
-            weights = normalize(weights, eps=1e-9)
+            weights = standardize(weights, eps=1e-9)
         reduce = torch.sum if hp.reduction == "sum" else torch.mean
         terms = {
             "policy_loss": losses.reinforce_loss(log_probs, weights, hp.reduction),
@@ -118,5 +120,5 @@ class Reinforce(PolicyGradient):
         if values is not None:
             terms["value_loss"] = losses.value_loss(values, returns)
             loss = loss + hp.value_coef * terms["value_loss"]
-        terms["loss"] = loss
+        terms["loss"] = loss  # Lightning steps on it (automatic optimisation); the guard and clip: on_before_optimizer_step
         return terms

@@ -21,6 +21,8 @@ import torch
 import yaml
 from time_to_solve import Stopwatch, run
 
+from pg_lightning.statistics import iqm_ci
+
 
 def one_run(job: tuple[str, int, dict]) -> dict:
     config, seed, overrides = job
@@ -29,17 +31,21 @@ def one_run(job: tuple[str, int, dict]) -> dict:
 
 
 def table(results: list[dict], configs: list[str]) -> str:
-    """Markdown: solved / seeds, median and worst env steps to solve, median seconds, unsolved seeds."""
-    lines = ["| config | target | solved | median steps to solve | slowest solve | median s | not solved (last-100 mean) |",
-             "|---|---|---|---|---|---|---|"]
+    """Markdown: solved / seeds, median and worst env steps to solve, the IQM of the final last-100
+    mean return over seeds with its 95% stratified-bootstrap interval, median seconds, unsolved seeds."""
+    lines = ["| config | target | solved | median steps to solve | slowest solve | IQM last-100 [95% CI] | median s "
+             "| not solved (last-100 mean) |",
+             "|---|---|---|---|---|---|---|---|"]
     for config in configs:
         rows = [r for r in results if r["config"] == config]
         solved = [r for r in rows if r["solved"]]
         steps = [r["env_steps"] for r in solved]
         failed = ", ".join(f"seed {r['seed']} ({r['last100']:.0f})" for r in rows if not r["solved"]) or "-"
+        iqm, low, high = iqm_ci([r["last100"] for r in rows])
         lines.append(
             f"| `{Path(config).name}` | {rows[0]['threshold']:g} | {len(solved)}/{len(rows)} | "
             f"{statistics.median(steps) if steps else float('nan'):,.0f} | {max(steps, default=0):,} | "
+            f"{iqm:.1f} [{low:.1f}, {high:.1f}] | "
             f"{statistics.median(r['seconds'] for r in rows):.1f} | {failed} |"
         )
     return "\n".join(lines)

@@ -152,12 +152,16 @@ class CLI(LightningCLI):
         if self._config().get("lr_scheduler") is not None and self.model.hparams.anneal_lr:
             raise ConfigError("anneal_lr and --lr_scheduler both set the learning rate; choose one")
 
+    def solved_at(self) -> int | None:
+        """The env step at which ``StopWhenSolved`` saw this fit's run solved, if it did."""
+        return next((c.solved_at for c in self.trainer.callbacks if isinstance(c, StopWhenSolved)), None)
+
     def after_fit(self) -> None:
         """One line with the run's result and where its files are."""
         model, trainer = self.model, self.trainer
         if not trainer.is_global_zero:
             return
-        solved = next((c.solved_at for c in trainer.callbacks if isinstance(c, StopWhenSolved)), None)
+        solved = self.solved_at()
         result = "no episode finished" if model.return_last100 is None else f"last-100 return {model.return_last100:.1f}"
         if solved is not None:
             result += f", solved at {solved:,} env steps"

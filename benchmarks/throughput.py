@@ -153,7 +153,7 @@ def plain_loop(module: L.LightningModule, updates: int, update) -> float:
         start = time.perf_counter()
         for _ in range(updates):
             batch, terms = update(module, collector, optimizer)
-            module.env_steps += batch.env_steps
+            module.run_statistics.env_steps += batch.env_steps
             log(module, batch, terms, collector)
         log.logger.save()
         seconds = time.perf_counter() - start

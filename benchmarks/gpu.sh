@@ -20,6 +20,6 @@ log="${OUT:-/tmp}/gpu.log"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     lscpu | grep -E "^Model name|^CPU\(s\)"
     python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_ddp.py tests/test_observations.py \
-        tests/test_reliability.py -k "gpu" 2>&1 | tail -40
+        tests/test_gradient_step.py tests/test_many_seeds.py -k "gpu" 2>&1 | tail -40
     python3 benchmarks/devices.py --seconds "${SECONDS_PER_CELL:-15}" 2>&1 | grep -v -E "Tip|available:|settotalmass|^$|Powered by|A.L.E"
 } 2>&1 | tee "$log"

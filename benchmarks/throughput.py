@@ -185,7 +185,7 @@ def ppo_update(module: PPO, collector, optimizer):
     for _ in range(hp.update_epochs):
         parts = [data]
         if minibatches > 1:
-            order = torch.randperm(len(data), generator=module.shuffle)
+            order = torch.randperm(len(data), generator=module.agents[0].shuffle)
             parts = [data.select(index) for index in order.tensor_split(minibatches)]
         for part in parts:
             terms = module.minibatch_losses(part, hp.clip_range)

@@ -61,6 +61,11 @@ class StopWhenSolved(L.Callback):
     first few episodes do not count as solved. The default reads the module's
     ``return_last100``, fresh after every update; another ``monitor`` is read from the Trainer's
     ``callback_metrics`` (as fresh as the module logs it).
+
+    With many seeds (``num_seeds``) the default judges each seed by its own last-100 mean and
+    episodes: a solved seed stops (its ``Agent.solved_at`` records when) while the others train
+    on, and training ends when every seed has stopped (solved or at its budget). Another
+    ``monitor`` reads the seeds' aggregate (their mean) and stops them all, as ``EarlyStopping`` does.
     """
 
     def __init__(
@@ -81,6 +86,10 @@ class StopWhenSolved(L.Callback):
                 )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        agents = getattr(pl_module, "agents", [])
+        if self.monitor is None and len(agents) > 1:
+            self.stop_solved_seeds(trainer, agents)
+            return
         if self.monitor is None:
             name, value = "return_last100", pl_module.return_last100
         else:
@@ -93,6 +102,19 @@ class StopWhenSolved(L.Callback):
             rank_zero_info(
                 f"Solved: {name} = {float(value):.1f} >= {self.threshold} after {pl_module.env_steps} env steps"
             )
+
+    def stop_solved_seeds(self, trainer: L.Trainer, agents: list[Any]) -> None:
+        """Stop each seed whose own last-100 mean reached the threshold; end when all have stopped."""
+        if self.threshold is None:
+            return
+        for agent in agents:
+            statistics = agent.statistics
+            solved = statistics.return_last100 is not None and statistics.return_last100 >= self.threshold
+            if agent.active and solved and statistics.episodes >= self.min_episodes:
+                agent.stop("solved")
+                rank_zero_info(f"Solved: seed {agent.seed}'s return_last100 = {statistics.return_last100:.1f} "
+                               f">= {self.threshold} after {statistics.env_steps} env steps")
+        trainer.should_stop = trainer.should_stop or all(not agent.active for agent in agents)
 
 
 class EnvStepProgressBar(ProgressBar):
@@ -121,7 +143,8 @@ class EnvStepProgressBar(ProgressBar):
             return
         from tqdm.auto import tqdm
 
-        total = getattr(pl_module.hparams, "max_env_steps", None)
+        budget = getattr(pl_module.hparams, "max_env_steps", None)  # per seed; the bar counts all seeds' steps
+        total = budget * getattr(pl_module.hparams, "num_seeds", 1) if budget else None
         self._shown = getattr(pl_module, "env_steps", 0)
         self._bar = tqdm(total=total, initial=self._shown, desc="Training", unit=" steps",
                          dynamic_ncols=True, smoothing=0.1)

@@ -20,6 +20,7 @@ from pg_lightning.cli_args import check_checkpoint, given_model_arguments, with_
 from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.loggers import run_folder
 from pg_lightning.modules import PolicyGradient
+from pg_lightning.statistics import format_aggregate
 from pg_lightning.trainer_checks import check_trainer
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -165,8 +166,12 @@ class CLI(LightningCLI):
         result = "no episode finished" if model.return_last100 is None else f"last-100 return {model.return_last100:.1f}"
         if solved is not None:
             result += f", solved at {solved:,} env steps"
+        seeds = f"seed {model.hparams.seed}"
+        if model.summary is not None:  # many seeds: their aggregate, with its interval
+            seeds = f"seeds {model.hparams.seed}-{model.hparams.seed + model.num_seeds - 1}"
+            result = format_aggregate(model.summary["aggregate"])
         print(f"Done: {model.env_steps:,} env steps, {trainer.current_epoch:,} updates, {model.episodes:,} episodes "
-              f"(seed {model.hparams.seed}); {result}; run folder {run_folder(trainer)}")
+              f"({seeds}); {result}; run folder {run_folder(trainer)}")
 
 
 def _continue_wandb_run(logger_config: Any, run_id: str) -> None:

@@ -8,7 +8,7 @@ transition of a batch is played by the weights it updates.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from torch.utils.data import IterableDataset
 
@@ -38,6 +38,20 @@ class RolloutDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         yield self.collector.rollout(self.policy, self.n_steps)
+
+    def __len__(self) -> int:
+        return 1
+
+
+class SeedsDataset(IterableDataset):
+    """A many-seeds run's batch: each seed's own dataset's batch, ``None`` for a seed that has
+    stopped (``active()`` says which are still training), so a stopped seed plays no more."""
+
+    def __init__(self, datasets: Sequence[IterableDataset], active: Callable[[], list[bool]]):
+        self.datasets, self.active = datasets, active
+
+    def __iter__(self) -> Iterator[list[Batch | None]]:
+        yield [next(iter(dataset)) if on else None for dataset, on in zip(self.datasets, self.active())]
 
     def __len__(self) -> int:
         return 1

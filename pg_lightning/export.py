@@ -31,10 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pg_lightning import observations, trust
+from pg_lightning import observations
 from pg_lightning.errors import ConfigError, MissingExtra
 from pg_lightning.policies import ActorCritic
-from pg_lightning.registry import load_module
+from pg_lightning.registry import add_checkpoint_arguments, load_module
 
 FORMATS = ("torchscript", "onnx")
 
@@ -185,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="a .ckpt written by Reinforce, A2C or PPO")
     parser.add_argument("--format", choices=FORMATS, default="torchscript", help="default: torchscript")
     parser.add_argument("--output", "-o", required=True, help="file to write (e.g. policy.pt or policy.onnx)")
-    trust.add_arguments(parser)
+    add_checkpoint_arguments(parser)
     return parser
 
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the export CLI on ``argv`` (default: the command line); bad inputs exit 2 with ``error: ...``."""
     args = _parser().parse_args(argv)
     try:
-        module = load_module(args.checkpoint, trusted=args.trust_checkpoint, allow=args.allow)
+        module = load_module(args.checkpoint, trusted=args.trust_checkpoint, allow=args.allow, seed_index=args.seed_index)
         path = EXPORTERS[args.format](module.policy, args.output)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from pg_lightning import distributed
 from pg_lightning.errors import TrainingError
-from pg_lightning.optim import clear_gradients, clip_gradients, gradient_norm, gradients_finite
+from pg_lightning.optim import clip_gradients, gradient_norm, gradients_finite
 from pg_lightning.run_statistics import RunStatistics
 
 
@@ -31,13 +31,16 @@ class GradientStep:
         self.max_skipped_updates = max_skipped_updates
         self.skipped_in_a_row = 0
 
-    def guard_and_clip(self, trainer: L.Trainer, optimizer: torch.optim.Optimizer) -> None:
-        """Clip the gradient norm, or clear the gradients (the step then updates nothing) if they are
-        not finite. On unscaled gradients: Lightning unscales them first for ``optim.Adam``; an
-        optimizer that unscales in its own step (torch's fused ones, from an overridden
-        ``configure_optimizers``) is unscaled here. With a 16-bit GradScaler, overflow is the
-        scaler's to handle."""
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    def guard_and_clip(self, trainer: L.Trainer, optimizer: torch.optim.Optimizer,
+                       params: list[torch.Tensor] | None = None) -> None:
+        """Clip the gradient norm of ``params`` (default: all the optimizer's), or clear their
+        gradients (the step then updates none of them) if they are not finite. On unscaled
+        gradients: Lightning unscales them first for ``optim.Adam``; an optimizer that unscales in
+        its own step (torch's fused ones, from an overridden ``configure_optimizers``) is unscaled
+        here. With a 16-bit GradScaler, overflow is the scaler's to handle."""
+        if params is None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
         scaler = getattr(trainer.precision_plugin, "scaler", None)
@@ -48,7 +51,8 @@ class GradientStep:
         if scaler is None and not self.finite_everywhere(
             trainer, math.isfinite(float(norm)) if norm is not None else gradients_finite(grads)
         ):
-            clear_gradients(optimizer)  # parameters without a gradient are not updated
+            for p in params:  # parameters without a gradient are not updated
+                p.grad = None
             return
         if clip is not None:
             clip_gradients(grads, clip, norm)

@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from pg_lightning import trust
 from pg_lightning.errors import ConfigError
 from pg_lightning.hub_download import CHECKPOINT, check_repo_id, hub_module
+from pg_lightning.registry import add_checkpoint_arguments
 
 CONFIG, CARD, RESULTS, VIDEO = "config.yaml", "README.md", "results.json", "replay.mp4"
 
@@ -84,22 +84,31 @@ Train it again: `pg-lightning --config config.yaml` (the checkpoint's hyperparam
 
 def write_folder(
     checkpoint: str | Path, folder: str | Path, repo_id: str, episodes: int = 10, seed: int = 0,
-    video: bool = True, trusted: bool = False, allow: Sequence[str] = (),
+    video: bool = True, trusted: bool = False, allow: Sequence[str] = (), seed_index: int = 0,
 ) -> Path:
-    """Write the Hub folder of ``checkpoint`` (see the module doc); ``video`` is skipped with a
-    note when moviepy is missing. Returns the folder."""
+    """Write the Hub folder of ``checkpoint`` (of a many-seeds checkpoint, seed index
+    ``seed_index`` as a one-seed checkpoint); ``video`` is skipped with a note when moviepy is
+    missing. Returns the folder."""
+    import torch
+
+    from pg_lightning import checkpoints
     from pg_lightning.evaluation import evaluate
     from pg_lightning.registry import load_module
+    from pg_lightning.seed_checkpoints import extract_seed, seed_count
 
     check_repo_id(repo_id)
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     hub_module()  # before the evaluation, not after
-    module = load_module(checkpoint, trusted=trusted, allow=allow)
+    module = load_module(checkpoint, trusted=trusted, allow=allow, seed_index=seed_index)
     hp, algorithm = module.hparams, type(module).__name__
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, folder / CHECKPOINT)
+    saved = checkpoints.read(checkpoint, trusted)
+    if seed_count(saved) > 1:
+        torch.save(extract_seed(saved, seed_index), folder / CHECKPOINT)
+    else:
+        shutil.copyfile(checkpoint, folder / CHECKPOINT)
     config = {"model": {"class_path": f"{type(module).__module__}.{algorithm}", "init_args": _plain(dict(hp))}}
     (folder / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     results = evaluate(module.policy, hp.env_id, episodes, seed, hp.env_kwargs, wrappers=hp.wrappers)
@@ -140,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--folder-only", "--dry-run", dest="upload", action="store_false",
                         help="write the folder, upload nothing")
-    trust.add_arguments(parser)
+    add_checkpoint_arguments(parser)
     args = parser.parse_args(argv)
     folder = Path(args.folder or Path("hub", *args.repo_id.split("/")))
     try:
         write_folder(args.checkpoint, folder, args.repo_id, args.episodes, args.seed, args.video, args.trust_checkpoint,
-                     args.allow)
+                     args.allow, args.seed_index)
         result = json.loads((folder / RESULTS).read_text())
         returns = result["returns"]
         mean = sum(returns) / len(returns)

@@ -23,11 +23,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from pg_lightning import trust
 from pg_lightning.envs import make_env
 from pg_lightning.errors import ConfigError, MissingExtra
 from pg_lightning.evaluation import deterministic_actor, play_episode, stochastic_actor
-from pg_lightning.registry import load_module
+from pg_lightning.registry import add_checkpoint_arguments, load_module
 
 
 class FrameRecorder(gym.Wrapper):
@@ -57,7 +56,7 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
 
 def play(
     checkpoint: str | Path, episodes: int = 5, video: str | Path | None = None, deterministic: bool = True,
-    seed: int = 0, trusted: bool = False, allow: Sequence[str] = (),
+    seed: int = 0, trusted: bool = False, allow: Sequence[str] = (), seed_index: int = 0,
 ) -> list[tuple[float, int]]:
     """Play ``episodes`` episodes of a checkpoint's policy; returns ``(return, length)`` per episode.
     ``trusted`` / ``allow``: what the checkpoint may run (``registry.load_module``)."""
@@ -68,7 +67,7 @@ def play(
     from pg_lightning.hub_download import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(checkpoint, trusted)  # hf://USER/NAME: downloaded, never trusted
-    module = load_module(checkpoint, trusted=trusted, allow=allow)
+    module = load_module(checkpoint, trusted=trusted, allow=allow, seed_index=seed_index)
     hp = module.hparams
     if video is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen
@@ -100,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
                       help="argmax / Gaussian mean, as evaluation plays (default)")
     mode.add_argument("--stochastic", dest="deterministic", action="store_false",
                       help="sample actions, as training plays")
-    trust.add_arguments(parser)
+    add_checkpoint_arguments(parser)
     args = parser.parse_args(argv)
     try:
         results = play(args.checkpoint, args.episodes, args.video, args.deterministic, args.seed, args.trust_checkpoint,
-                       args.allow)
+                       args.allow, args.seed_index)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -99,11 +99,12 @@ def read_curve(path: str | Path, metric: str, x: str) -> Curve:
 
 
 def find_metrics(run_dir: str | Path) -> list[Path]:
-    """Every ``metrics.csv`` under ``run_dir`` (recursively), in sorted order."""
+    """Every ``metrics.csv`` under ``run_dir`` (recursively), in sorted order, but a many-seeds
+    run's aggregate: a ``metrics.csv`` beside ``seed<k>/`` folders is read through them."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
-    files = sorted(run_dir.rglob("metrics.csv"))
+    files = sorted(f for f in run_dir.rglob("metrics.csv") if not any(f.parent.glob("seed*/metrics.csv")))
     if not files:
         raise ConfigError(f"{run_dir}: no metrics.csv found (a Lightning CSVLogger writes one per run)")
     return files

@@ -7,6 +7,7 @@ exports, the CLI and export find the algorithms in one place: adding an algorith
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from collections.abc import Collection
 from pathlib import Path
@@ -46,20 +47,23 @@ def algorithm(name: Any, source: str = "") -> type[PolicyGradient]:
     return getattr(importlib.import_module(ALGORITHMS[name]), name)
 
 
-def load_module(checkpoint_path: str | Path, *, trusted: bool = False, allow: Collection[str] = ()) -> PolicyGradient:
+def load_module(checkpoint_path: str | Path, *, trusted: bool = False, allow: Collection[str] = (),
+                seed_index: int = 0) -> PolicyGradient:
     """The module a pg_lightning checkpoint was saved from, rebuilt on the CPU in eval mode.
 
     The file is read with ``weights_only=True`` and what its hyperparameters name passes the
     trust boundary (``pg_lightning.trust``: gymnasium's registered envs and data-only wrappers,
     plus the module prefixes or class paths in ``allow``) unless ``trusted=True``, which unpickles
     the whole file and builds whatever it names. The network's size is bounded before it is
-    built; the weights and normalisation statistics must then fit it exactly. Problems raise
-    ``ConfigError``.
+    built; the weights and normalisation statistics must then fit it exactly. Of a many-seeds
+    checkpoint, seed index ``seed_index`` is loaded, as the one-seed module it is
+    (``seed_checkpoints.extract_seed``). Problems raise ``ConfigError``.
     """
     from pg_lightning import checkpoints, trust
     from pg_lightning.envs import probe_spaces
+    from pg_lightning.seed_checkpoints import extract_seed
 
-    checkpoint = checkpoints.read(checkpoint_path, trusted)
+    checkpoint = extract_seed(checkpoints.read(checkpoint_path, trusted), seed_index)
     source = f"checkpoint {str(checkpoint_path)!r}"
     cls = algorithm(checkpoints.entry_of(checkpoint, source).get("algorithm"), source)
     hparams = checkpoints.hyperparameters(checkpoint, source, allow, trusted=trusted)
@@ -77,9 +81,20 @@ def load_module(checkpoint_path: str | Path, *, trusted: bool = False, allow: Co
     return module.eval()
 
 
-def load_policy(checkpoint_path: str | Path, *, trusted: bool = False, allow: Collection[str] = ()) -> ActorCritic:
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the commands that load a checkpoint: what it may run (``trust``) and which
+    seed of a many-seeds checkpoint (``--seed-index``)."""
+    from pg_lightning import trust
+
+    trust.add_arguments(parser)
+    parser.add_argument("--seed-index", type=int, default=0, metavar="K",
+                        help="of a many-seeds checkpoint (num_seeds > 1), seed index K: seed + K (default 0)")
+
+
+def load_policy(checkpoint_path: str | Path, *, trusted: bool = False, allow: Collection[str] = (),
+                seed_index: int = 0) -> ActorCritic:
     """The trained policy of a pg_lightning checkpoint, on the CPU in eval mode (see ``load_module``)."""
-    return load_module(checkpoint_path, trusted=trusted, allow=allow).policy.eval()
+    return load_module(checkpoint_path, trusted=trusted, allow=allow, seed_index=seed_index).policy.eval()
 
 
 def model_from_config(path: str, **overrides: Any) -> PolicyGradient:

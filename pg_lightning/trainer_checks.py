@@ -21,7 +21,13 @@ def validation_cadence_set(trainer: L.Trainer) -> bool:
 
 def check_trainer(trainer: L.Trainer, module: L.LightningModule) -> None:
     """A ConfigError for a Trainer setting ``module`` (a ``PolicyGradient``: its ``hparams`` have
-    ``eval_every``) cannot honour."""
+    ``eval_every`` and ``num_seeds``) cannot honour."""
+    num_seeds = module.hparams.get("num_seeds", 1)
+    if num_seeds > 1 and trainer.world_size > 1:
+        raise ConfigError(
+            f"num_seeds={num_seeds} with {trainer.world_size} processes: DDP averages every gradient over the "
+            "processes, which would mix the seeds; train many seeds in one process (or one seed per process)"
+        )
     if str(trainer.precision) in REFUSED_PRECISIONS:
         raise ConfigError(
             f"precision={trainer.precision!r} keeps weights, statistics and returns in 16 bits, too coarse "

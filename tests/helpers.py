@@ -1,5 +1,6 @@
 """Helpers shared by several test files."""
 
+import csv
 import json
 import os
 import struct
@@ -8,6 +9,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from pg_lightning import Batch, Collector
+from pg_lightning.policies import ActorCritic
 
 
 def user_env(home: Path, **extra: str) -> dict[str, str]:
@@ -93,3 +99,129 @@ def wandb_run(run_file: str | Path) -> dict[str, Any]:
         elif kind == "artifact":
             run["artifacts"].append(record.artifact.name)
     return run
+
+
+# ---- collectors and short fits --------------------------------------------------------------
+def collector_and_policy(env_id="CartPole-v1", num_envs=1, seed=0, **kwargs):
+    """A Collector and a policy for its spaces, the same weights whatever the global RNG."""
+    collector = Collector(env_id, num_envs, seed=seed, **kwargs)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        policy = ActorCritic(collector.env.single_observation_space, collector.env.single_action_space)
+    return collector, policy
+
+
+def fit(module, epochs, log_dir=None, callbacks=()):
+    """A short fit in a fresh quiet Trainer; CSV logs under ``log_dir`` if given."""
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=CSVLogger(log_dir, name="run") if log_dir is not None else False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(module)
+    return trainer
+
+
+def fit_on_batch(cls, batch, epochs=1, **kwargs):
+    """``cls(**kwargs)`` after ``epochs`` updates on the given batch instead of collected ones."""
+
+    class OnFixedBatch(cls):
+        def train_dataloader(self):
+            return DataLoader([batch], batch_size=None)
+
+    module = OnFixedBatch(**kwargs)
+    fit(module, epochs)
+    return module
+
+
+def read_csv(trainer):
+    with open(f"{trainer.logger.log_dir}/metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows, key):
+    return [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same_params(a, b):
+    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
+
+
+class RecordBatches(L.Callback):
+    """Keeps every batch the module trained on."""
+
+    def __init__(self):
+        self.batches = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches.append(batch)
+
+
+class PerUpdate(L.Callback):
+    """What a callback sees after every update: the module's counters and the callback metrics."""
+
+    def __init__(self):
+        self.returns, self.env_steps, self.metrics = [], [], []
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self.returns.append(pl_module.return_last100)
+        self.env_steps.append(pl_module.env_steps)
+        self.metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+
+# ---- the actor-critic algorithms -----------------------------------------------------------
+A2C_BASE = dict(seed=0, num_envs=4, n_steps=8, lr=3e-3, max_env_steps=200)
+PPO_BASE = dict(seed=0, num_envs=2, n_steps=16, update_epochs=4, minibatch_size=16, lr=1e-2,
+                max_env_steps=80)
+
+
+def hand_made_batch(seed=0):
+    """T=4, N=2 CartPole-shaped transitions.
+
+    Column 0: step 1 is truncated, step 2 is the autoreset step after it (mask False), step 3 is
+    cut by the rollout's end (bootstrapped). Column 1: step 0 is terminated, step 1 its autoreset
+    step, steps 2–3 an ongoing episode.
+    """
+    g = torch.Generator().manual_seed(seed)
+    T, N = 4, 2
+    obs = torch.randn(T + 1, N, 4, generator=g)
+    next_obs = obs[1:].clone()
+    observations = obs[:-1].clone()
+    finals = torch.randn(2, 4, generator=g)  # final observations of the two finished episodes
+    next_obs[1, 0] = finals[0]
+    observations[2, 0] = finals[0]  # gymnasium's autoreset step sees the final observation
+    next_obs[0, 1] = finals[1]
+    observations[1, 1] = finals[1]
+    terminated = torch.zeros(T, N, dtype=torch.bool)
+    truncated = torch.zeros(T, N, dtype=torch.bool)
+    truncated[1, 0] = True
+    terminated[0, 1] = True
+    mask = torch.ones(T, N, dtype=torch.bool)
+    mask[2, 0] = False
+    mask[1, 1] = False
+    rewards = torch.rand(T, N, generator=g) * 2 - 0.5
+    rewards[~mask] = 0.0
+    return Batch(
+        observations=observations,
+        actions=torch.randint(0, 2, (T, N), generator=g),
+        rewards=rewards,
+        terminated=terminated,
+        truncated=truncated,
+        mask=mask,
+        next_observations=next_obs,
+        episode_returns=torch.tensor([3.0]),
+        episode_lengths=torch.tensor([2.0]),
+    )
+
+
+def reference_value(policy, obs):
+    trunk = policy.critic_trunk if policy.critic_trunk is not None else policy.trunk
+    return policy.value_out(trunk(obs)).squeeze(-1)

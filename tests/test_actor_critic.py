@@ -1,20 +1,16 @@
-"""A2C and PPO as LightningModules: losses re-derived by hand, bootstrapping at episode ends,
-what each flag changes, normalisation statistics in checkpoints, action and observation spaces,
-bad settings, and PPO learning CartPole. PPO's own update: test_ppo.py."""
-
-import csv
-import math
+"""What A2C and PPO share (modules/actor_critic.py): rollouts, bootstrapping at episode ends and
+masking of autoreset steps, normalisation statistics in checkpoints, action and observation
+spaces, bad settings. A2C's own loss: test_a2c.py; PPO's update: test_ppo.py."""
 
 import gymnasium as gym
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
+from helpers import A2C_BASE, PPO_BASE, PerUpdate, RecordBatches, column, fit, fit_on_batch, hand_made_batch, params, read_csv, same_params
+from helpers import quiet_trainer as trainer
 from torch.distributions import Categorical, Normal
-from torch.utils.data import DataLoader
 
-from pg_lightning import A2C, PPO, Batch
+from pg_lightning import A2C, PPO
 from pg_lightning.errors import ConfigError
 
 
@@ -69,6 +65,8 @@ def _space_env(observation_space, action_space):
 
 
 BOX_OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+
 CUSTOM_ENVS = {
     "PGLTest/EchoBox-v0": EchoBoxEnv,
     "PGLTest/Pick-v0": PickEnv,
@@ -79,184 +77,14 @@ CUSTOM_ENVS = {
     "PGLTest/MultiBinaryAction-v0": _space_env(BOX_OBS, gym.spaces.MultiBinary(3)),
     "PGLTest/TextObs-v0": _space_env(gym.spaces.Dict({"x": BOX_OBS, "note": gym.spaces.Text(4)}), gym.spaces.Discrete(2)),
 }
+
+
 for _id, _cls in CUSTOM_ENVS.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_cls)
 
 
-# ---- helpers ------------------------------------------------------------------------------------
-def fit(module, epochs, log_dir=None, callbacks=()):
-    """A short fit in a fresh quiet Trainer; CSV logs under ``log_dir`` if given."""
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        logger=CSVLogger(log_dir, name="run") if log_dir is not None else False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        callbacks=list(callbacks),
-    )
-    trainer.fit(module)
-    return trainer
-
-
-def fit_on_batch(cls, batch, epochs=1, **kwargs):
-    """``cls(**kwargs)`` after ``epochs`` updates on the given batch instead of collected ones."""
-
-    class OnFixedBatch(cls):
-        def train_dataloader(self):
-            return DataLoader([batch], batch_size=None)
-
-    module = OnFixedBatch(**kwargs)
-    fit(module, epochs)
-    return module
-
-
-def read_csv(trainer):
-    with open(f"{trainer.logger.log_dir}/metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def column(rows, key):
-    return [float(r[key]) for r in rows if r.get(key) not in (None, "")]
-
-
-def params(module):
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def same_params(a, b):
-    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
-
-
-class RecordBatches(L.Callback):
-    """Keeps every batch the module trained on."""
-
-    def __init__(self):
-        self.batches = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.batches.append(batch)
-
-
-def hand_made_batch(seed=0):
-    """T=4, N=2 CartPole-shaped transitions.
-
-    Column 0: step 1 is truncated, step 2 is the autoreset step after it (mask False), step 3 is
-    cut by the rollout's end (bootstrapped). Column 1: step 0 is terminated, step 1 its autoreset
-    step, steps 2–3 an ongoing episode.
-    """
-    g = torch.Generator().manual_seed(seed)
-    T, N = 4, 2
-    obs = torch.randn(T + 1, N, 4, generator=g)
-    next_obs = obs[1:].clone()
-    observations = obs[:-1].clone()
-    finals = torch.randn(2, 4, generator=g)  # final observations of the two finished episodes
-    next_obs[1, 0] = finals[0]
-    observations[2, 0] = finals[0]  # gymnasium's autoreset step sees the final observation
-    next_obs[0, 1] = finals[1]
-    observations[1, 1] = finals[1]
-    terminated = torch.zeros(T, N, dtype=torch.bool)
-    truncated = torch.zeros(T, N, dtype=torch.bool)
-    truncated[1, 0] = True
-    terminated[0, 1] = True
-    mask = torch.ones(T, N, dtype=torch.bool)
-    mask[2, 0] = False
-    mask[1, 1] = False
-    rewards = torch.rand(T, N, generator=g) * 2 - 0.5
-    rewards[~mask] = 0.0
-    return Batch(
-        observations=observations,
-        actions=torch.randint(0, 2, (T, N), generator=g),
-        rewards=rewards,
-        terminated=terminated,
-        truncated=truncated,
-        mask=mask,
-        next_observations=next_obs,
-        episode_returns=torch.tensor([3.0]),
-        episode_lengths=torch.tensor([2.0]),
-    )
-
-
-def reference_value(policy, obs):
-    trunk = policy.critic_trunk if policy.critic_trunk is not None else policy.trunk
-    return policy.value_out(trunk(obs)).squeeze(-1)
-
-
-def reference_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
-    """GAE by an explicit loop over time in each column."""
-    T, N = rewards.shape
-    advantages = torch.zeros(T, N, dtype=torch.float64)
-    for n in range(N):
-        running = 0.0
-        for t in reversed(range(T)):
-            term = float(terminated[t, n])
-            done = float(terminated[t, n] or truncated[t, n])
-            delta = float(rewards[t, n]) + gamma * (1 - term) * float(next_values[t, n]) - float(values[t, n])
-            running = delta + gamma * lam * (1 - done) * running
-            advantages[t, n] = running
-    return advantages.float()
-
-
-def reference_a2c(module, batch):
-    hp, policy = module.hparams, module.policy
-    obs = batch.observations
-    values = reference_value(policy, obs)  # [T, N]
-    with torch.no_grad():
-        next_values = reference_value(policy, batch.next_observations)
-    dist = Categorical(logits=policy.actor_out(policy.trunk(obs)))
-    log_probs, entropy = dist.log_prob(batch.actions), dist.entropy()
-    advantages = reference_gae(batch.rewards, values.detach(), next_values, batch.terminated,
-                               batch.truncated, hp.gamma, hp.gae_lambda)
-    returns = advantages + values.detach()
-    m = batch.mask
-    adv = advantages[m]
-    if hp.normalize_advantages:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    terms = {
-        "policy_loss": -(log_probs[m] * adv).mean(),
-        "value_loss": 0.5 * ((values[m] - returns[m]) ** 2).mean(),
-        "entropy": entropy[m].mean(),
-    }
-    terms["loss"] = terms["policy_loss"] + hp.value_coef * terms["value_loss"] - hp.entropy_coef * terms["entropy"]
-    return terms, advantages
-
-
-# ---- 1. A2C loss ------------------------------------------------------------------------------
-@pytest.mark.parametrize("critic", ["separate", "shared"])
-@pytest.mark.parametrize("normalize_advantages", [False, True])
-def test_a2c_loss_matches_a_direct_rederivation(critic, normalize_advantages):
-    module = A2C(seed=3, num_envs=2, gamma=0.9, gae_lambda=0.8, value_coef=0.7, entropy_coef=0.05,
-                 critic=critic, normalize_advantages=normalize_advantages)
-    batch = hand_made_batch()
-    ours = module.compute_losses(batch)
-    theirs, advantages = reference_a2c(module, batch)
-    for key in ("policy_loss", "value_loss", "entropy", "loss"):
-        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
-    values = reference_value(module.policy, batch.observations).detach()
-    module_adv, module_returns = module.advantages(batch, values)
-    torch.testing.assert_close(module_adv, advantages, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(module_returns, advantages + values, rtol=1e-5, atol=1e-6)
-    # the gradients agree too: advantages and value targets carry no gradient
-    grads = []
-    for loss in (ours["loss"], theirs["loss"]):
-        module.zero_grad()
-        loss.backward()
-        grads.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-                      for p in module.policy.parameters()])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-
-
-def test_a2c_policy_loss_alone_does_not_train_the_separate_critic():
-    module = A2C(seed=0, num_envs=2)
-    terms = module.compute_losses(hand_made_batch())
-    terms["policy_loss"].backward()
-    assert all(p.grad is None for p in module.policy.critic_trunk.parameters())
-    assert module.policy.value_out.weight.grad is None
-
-
-# ---- 2. bootstrapping and masking --------------------------------------------------------------
+# ---- bootstrapping and masking --------------------------------------------------------------
 def a2c_for_masking():
     return A2C(seed=1, num_envs=2, gamma=0.9, gae_lambda=0.7, entropy_coef=0.01)
 
@@ -359,46 +187,17 @@ def test_one_update_bootstraps_truncation_and_ignores_masked_steps(cls):
         assert not same_params(reference, update(change))
 
 
-# ---- 3. flags change the update -------------------------------------------------------------
-A2C_BASE = dict(seed=0, num_envs=4, n_steps=8, lr=3e-3, max_env_steps=200)
-PPO_BASE = dict(seed=0, num_envs=2, n_steps=16, update_epochs=4, minibatch_size=16, lr=1e-2,
-                max_env_steps=80)
+@pytest.mark.parametrize("cls", [A2C, PPO])
+def test_a_rollout_of_autoreset_steps_only_is_no_update_and_no_skipped_update(cls):
+    module = cls(env_id="PGLTest/Counter-v0", env_kwargs={"max_length": 1}, num_envs=1, n_steps=1, seed=0,
+                 **({"minibatch_size": None} if cls is PPO else {}))
+    seen = PerUpdate()
+    trainer(max_epochs=6, callbacks=[seen]).fit(module)
+    assert module.skipped_updates == 0
+    assert seen.env_steps == [1, 1, 2, 2, 3, 3]  # every other rollout is an autoreset step alone
 
 
-def collected_batch(module):
-    collector = module.make_collector()
-    try:
-        return collector.rollout(module.policy, module.hparams.n_steps)
-    finally:
-        collector.close()
-
-
-@pytest.mark.parametrize(
-    "flags",
-    [dict(entropy_coef=0.1), dict(normalize_advantages=True), dict(gae_lambda=0.5),
-     dict(max_grad_norm=None), dict(normalize_observations=True), dict(normalize_rewards=True),
-     dict(anneal_lr=True)],
-    ids=str,
-)
-def test_a2c_flags_change_the_parameters(flags):
-    def run(**kw):
-        module = A2C(**{**A2C_BASE, **kw})
-        fit(module, 3)
-        return params(module)
-
-    assert not same_params(run(), run(**flags)), flags
-
-
-def test_a2c_loss_flags_change_the_loss_on_the_same_batch():
-    batch = collected_batch(A2C(**A2C_BASE))
-    loss = lambda **kw: A2C(**{**A2C_BASE, **kw}).compute_losses(batch)["loss"]  # noqa: E731
-    reference = loss()
-    torch.testing.assert_close(loss(), reference)  # same seed, same batch: same loss
-    for flags in (dict(entropy_coef=0.1), dict(normalize_advantages=True), dict(gae_lambda=0.5),
-                  dict(gamma=0.5), dict(value_coef=1.0)):
-        assert not torch.allclose(loss(**flags), reference), flags
-
-
+# ---- both algorithms -------------------------------------------------------------------------
 def test_same_seed_gives_the_same_update():
     a, b = A2C(**A2C_BASE), A2C(**A2C_BASE)
     fit(a, 2)
@@ -440,7 +239,7 @@ def test_shared_and_separate_critics_have_different_parameter_sets(cls):
     assert separate.policy.trunk[0].weight.grad is None
 
 
-# ---- 4. normalisation statistics -------------------------------------------------------------
+# ---- normalisation statistics -------------------------------------------------------------
 def running_returns_loop(batches, gamma):
     """R_t = r_t + γ R_{t-1} per column over consecutive batches, restarted after each done."""
     rewards = torch.cat([b.rewards for b in batches]).double()
@@ -512,18 +311,7 @@ def test_normalisation_statistics_are_those_of_the_collected_data_and_checkpoint
     assert not torch.equal(fresh.policy.obs_rms.mean, loaded.policy.obs_rms.mean)
 
 
-def test_reward_scaling_divides_rewards_by_the_running_std():
-    module = A2C(seed=0, num_envs=2, normalize_rewards=True, gamma=0.9, gae_lambda=0.8)
-    batch = hand_made_batch()
-    module.normalizer.rewards.update(torch.tensor(1.0), torch.tensor(4.0), 10.0)
-    scaled = module.compute_losses(batch)
-    plain = A2C(seed=0, num_envs=2, gamma=0.9, gae_lambda=0.8)
-    batch_scaled = hand_made_batch()
-    batch_scaled.rewards = batch_scaled.rewards / math.sqrt(4.0 + 1e-8)
-    torch.testing.assert_close(scaled["loss"], plain.compute_losses(batch_scaled)["loss"])
-
-
-# ---- 5. continuous and multi-discrete actions ------------------------------------------------
+# ---- continuous and multi-discrete actions ------------------------------------------------
 @pytest.mark.parametrize("cls", [A2C, PPO])
 def test_fits_pendulum_with_box_actions(cls):
     module = cls(env_id="Pendulum-v1", seed=0, num_envs=2, n_steps=16, lr=1e-3,
@@ -590,7 +378,7 @@ def test_fits_a_multidiscrete_env(cls):
     torch.testing.assert_close(entropy, first.entropy() + second.entropy())
 
 
-# ---- 6. unsupported spaces -------------------------------------------------------------------
+# ---- unsupported spaces -------------------------------------------------------------------
 @pytest.mark.parametrize("cls", [A2C, PPO])
 @pytest.mark.parametrize(
     "env_id, message",
@@ -607,7 +395,7 @@ def test_unsupported_spaces_raise_config_error_naming_the_space(cls, env_id, mes
     assert message in str(err.value)
 
 
-# ---- 7. bad settings ------------------------------------------------------------------------
+# ---- bad settings ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "cls, kwargs, message",
     [

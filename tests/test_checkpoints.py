@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 
-from pg_lightning import Reinforce, checkpoints, trust
+from pg_lightning import Reinforce, checkpoints
 from pg_lightning.cli import main as cli_main
 from pg_lightning.errors import ConfigError
 from pg_lightning.export import main as export_main
@@ -174,14 +174,6 @@ def test_gymnasiums_data_only_wrappers_load_untrusted(genuine, tmp_path):
                                                    "init_args": {"min_reward": -1, "max_reward": 1}}]
     torch.save(checkpoint, tmp_path / "wrapped.ckpt")
     assert load_module(tmp_path / "wrapped.ckpt").hparams.wrappers[0]["class_path"] == "gymnasium.wrappers.ClipReward"
-
-
-def test_the_size_bound_counts_the_input_and_output_layers():
-    hparams = {"hidden_sizes": [4096, 4096], "num_envs": 1, "critic": "none"}
-    trust.check_sizes(hparams, "x")  # hidden layers alone: ~16.8M parameters
-    with pytest.raises(ConfigError, match="more than 268,435,456"):
-        trust.check_sizes(hparams, "x", inputs=100_000)  # a 100k-wide observation adds 409.6M
-    assert trust.layer_parameters([3, 2, 1]) == (3 + 1) * 2 + (2 + 1) * 1
 
 
 def test_a_plain_data_check_refuses_tensors_in_arguments(genuine, tmp_path):

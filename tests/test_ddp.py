@@ -67,7 +67,7 @@ def test_a_ddp_checkpoint_restores_every_ranks_collector(tmp_path):
     gymnasium.register("UnevenCartPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
                        max_episode_steps=300)
     module = PPO.load_from_checkpoint(tmp_path / "last.ckpt")
-    assert module._collector_state == processes[0]["collector"]  # a single process resumes rank 0
+    assert module.agents[0].collector_state == processes[0]["collector"]  # a single process resumes rank 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_data import make
+from helpers import collector_and_policy as make
 
 from pg_lightning.collector import Collector
 from pg_lightning.policies import ActorCritic

@@ -5,6 +5,8 @@ over 300 lines. A new module must be given a floor here (and in the README's lay
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +20,10 @@ FLOORS = [
     ["errors", "classpaths", "returns", "losses", "statistics", "distributed", "observations", "packaged", "batch"],
     # what the run is made of, each on its own
     ["trust", "optim", "normalization", "networks", "envs", "games", "loggers", "trainer_checks", "numpy_actor"],
-    ["distributions", "policies", "checkpoints", "callbacks", "lightning_speed", "run_statistics", "gradient_step"],
-    ["collector", "data", "evaluation"],
-    ["modules.arguments", "modules.base"],
+    ["distributions", "policies", "checkpoints", "callbacks", "lightning_speed", "run_statistics", "gradient_step",
+     "seed_loggers"],
+    ["collector", "data", "evaluation", "agent", "seed_checkpoints"],
+    ["modules.arguments", "modules.evaluation_steps", "modules.checkpoint_state", "modules.run_counters", "modules.base"],
     ["modules.actor_critic", "modules.reinforce"],
     ["modules.a2c", "modules.ppo"],
     ["modules"],
@@ -88,3 +91,12 @@ def test_no_circles():
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
 def test_no_file_is_over_300_lines(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+
+def test_importing_the_package_changes_no_global_state():
+    code = ("import warnings, torch, lightning, gymnasium, jsonargparse; "  # what the dependencies do is theirs
+            "filters = list(warnings.filters); threads = torch.get_num_threads(); "
+            "import pg_lightning, pg_lightning.modules, pg_lightning.cli, pg_lightning.export; "
+            "assert warnings.filters == filters and torch.get_num_threads() == threads, 'changed'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import assert_same_gradients
-from test_actor_critic import PPO_BASE, column, fit, params, read_csv, reference_value, same_params
+from helpers import PPO_BASE, assert_same_gradients, column, fit, params, read_csv, reference_value, same_params
 from torch.distributions import Categorical
 
 from pg_lightning import PPO
@@ -155,9 +154,9 @@ def test_anneal_clip_range_shrinks_the_clip_range_used():
     seen = []
 
     class Spy(PPO):
-        def minibatch_losses(self, data, clip_range):
+        def minibatch_losses(self, data, clip_range, agent=None):
             seen.append((self.env_steps, clip_range))
-            return super().minibatch_losses(data, clip_range)
+            return super().minibatch_losses(data, clip_range, agent)
 
     module = Spy(**{**PPO_BASE, "anneal_clip_range": True, "max_env_steps": 400})
     fit(module, 3)

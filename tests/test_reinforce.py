@@ -143,7 +143,7 @@ def test_checkpoint_round_trip_and_resume(tmp_path, quiet_trainer_kwargs):
     assert saved["optimizer_states"][0]["state"]  # Adam moments are in the checkpoint
     window = saved["pg_lightning"]["processes"][0]["collector"]["recent_returns"]
     assert len(window) == 3 and window == pytest.approx(returns)  # the three episodes' returns
-    assert list(resumed._collector_state["recent_returns"])[:3] == window  # the resumed run extends the window
+    assert list(resumed.agents[0].collector_state["recent_returns"])[:3] == window  # the resumed run extends the window
     assert resumed.env_steps > module.env_steps
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pg_lightning.run_statistics import RunStatistics
+from pg_lightning.run_statistics import RunStatistics, aggregate
 
 
 class Logger:
@@ -49,7 +49,7 @@ def test_publish_fills_callback_metrics_and_logs_every_n_updates_and_at_the_end(
     stats, logger = RunStatistics(), Logger()
     stats.count(fake_trainer(), 8, torch.tensor([4.0]), torch.tensor([8.0]), [4.0])
     trainer = fake_trainer(epoch=0, every=2, loggers=[logger])
-    stats.publish(trainer, {"loss": torch.tensor(1.5)}, budget=80)
+    stats.publish(trainer, stats.metrics({"loss": torch.tensor(1.5)}, 80, learning_rate=0.25))
     metrics = trainer.callback_metrics
     assert float(metrics["train/loss"]) == 1.5 and float(metrics["train/env_steps"]) == 8.0
     assert float(metrics["train/learning_rate"]) == 0.25 and float(metrics["train/episode_length"]) == 8.0
@@ -60,7 +60,7 @@ def test_publish_fills_callback_metrics_and_logs_every_n_updates_and_at_the_end(
     assert [step for step, _ in logger.logged] == [0]
     stats.log(trainer)  # once
     assert len(logger.logged) == 1
-    stats.publish(fake_trainer(epoch=1, every=2, loggers=[logger]), {}, budget=None)
+    stats.publish(fake_trainer(epoch=1, every=2, loggers=[logger]), stats.metrics({}, None, 0.25))
     assert len(logger.logged) == 2 and "train/return_auc" not in logger.logged[1][1]
 
 
@@ -68,7 +68,7 @@ def test_an_update_without_finished_episodes_publishes_no_episode_metrics():
     stats = RunStatistics()
     stats.count(fake_trainer(), 8, torch.tensor([]), torch.tensor([]), [])
     trainer = fake_trainer()
-    stats.publish(trainer, {}, budget=80)
+    stats.publish(trainer, stats.metrics({}, 80, 0.25))
     assert stats.return_last100 is None
     assert not {"train/episode_return", "train/return_last100", "train/return_auc"} & set(trainer.callback_metrics)
     assert trainer.progress_bar_metrics == {}
@@ -85,3 +85,11 @@ def test_the_checkpoint_entrys_counters_round_trip():
     older = RunStatistics()
     older.load_state_dict({"env_steps": 5, "episodes": 1, "skipped_updates": 0})  # before return_area
     assert older.return_area == 0.0 and older.env_steps == 5
+
+
+def test_many_seeds_aggregate_sums_counts_and_averages_the_rest():
+    seeds = [{"train/env_steps": 100, "train/episodes": 4, "train/return_last100": 10.0, "train/loss": torch.tensor(1.0)},
+             {"train/env_steps": 300, "train/episodes": 6, "train/loss": torch.tensor(3.0)}]
+    assert aggregate(seeds) == {"train/env_steps": 400.0, "train/episodes": 10.0,
+                                "train/return_last100": 10.0,  # only the seed that has one
+                                "train/loss": 2.0}

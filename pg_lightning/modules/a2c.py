@@ -8,6 +8,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from pg_lightning import losses
+from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.modules.actor_critic import ActorCriticBase
@@ -55,16 +56,17 @@ class A2C(ActorCriticBase):
         eval_episodes: int = 10,
         record_video: bool = False,
         max_skipped_updates: int = 10,
+        num_seeds: int = 1,
     ):
         super().__init__()
 
-    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
-        hp = self.hparams
-        log_probs, entropy, values = self.policy.evaluate(
+    def compute_losses(self, batch: Batch, agent: Agent | None = None) -> dict[str, Tensor]:
+        hp, agent = self.hparams, self.agent(agent)
+        log_probs, entropy, values = agent.policy.evaluate(
             flat_batch(batch.observations), batch.actions.flatten(0, 1)
         )
         values = values.view_as(batch.rewards)
-        advantages, returns = self.advantages(batch, values)
+        advantages, returns = self.advantages(batch, values, agent)
         mask = batch.mask.flatten()
         adv = advantages.flatten()[mask]
         if hp.normalize_advantages:

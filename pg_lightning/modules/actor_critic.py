@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
-from pg_lightning.collector import Collector
 from pg_lightning.data import RolloutDataset
 from pg_lightning.errors import require
 from pg_lightning.modules.base import PolicyGradient
@@ -24,16 +24,16 @@ class ActorCriticBase(PolicyGradient):
         require(0.0 <= hp.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {hp.gae_lambda}")
         require(hp.critic != "none", f"actor-critic methods need critic='separate' or 'shared', got {hp.critic!r}")
 
-    def make_dataset(self, collector: Collector) -> RolloutDataset:
-        return RolloutDataset(collector, self.policy, self.hparams.n_steps)
+    def make_dataset(self, agent: Agent) -> RolloutDataset:
+        return RolloutDataset(agent.collector, agent.policy, self.hparams.n_steps)
 
-    def advantages(self, batch: Batch, values: Tensor) -> tuple[Tensor, Tensor]:
+    def advantages(self, batch: Batch, values: Tensor, agent: Agent | None = None) -> tuple[Tensor, Tensor]:
         """GAE advantages and value targets ``[T, N]``; bootstraps truncated episodes and the tail."""
         with torch.no_grad():
-            next_values = self.policy.value(flat_batch(batch.next_observations))
+            next_values = self.agent(agent).policy.value(flat_batch(batch.next_observations))
         next_values = next_values.view_as(batch.rewards)
         advantages = gae(
-            self.normalizer.scale_rewards(batch.rewards), values.detach(), next_values, batch.terminated,
+            self.agent(agent).normalizer.scale_rewards(batch.rewards), values.detach(), next_values, batch.terminated,
             batch.truncated, self.hparams.gamma, self.hparams.gae_lambda,
         )  # the recursion ends at the rollout's tail, where δ bootstraps from V(s_T)
         return advantages, advantages + values.detach()

@@ -42,6 +42,9 @@ SHARED_ARGS = """
         record_video: record the first evaluation episode as an mp4 (and log it to W&B).
         max_skipped_updates: updates with a non-finite loss or gradient are skipped (no parameter
             changes) with a warning; this many in a row stop training with an error.
+        num_seeds: independent agents trained side by side in this process, seeded ``seed``,
+            ``seed + 1``, ...: each its own weights, optimizer state, envs, statistics and stop
+            (solved or at its ``max_env_steps``); the run ends when every seed has stopped.
 """
 
 
@@ -65,6 +68,7 @@ def check_shared_arguments(hp: AttributeDict) -> None:
     require(hp.max_env_steps is None or hp.max_env_steps > 0, f"max_env_steps must be > 0 or None, got {hp.max_env_steps}")
     require(not hp.anneal_lr or hp.max_env_steps is not None, "anneal_lr needs max_env_steps (the schedule's length)")
     require(hp.max_skipped_updates >= 1, f"max_skipped_updates must be >= 1, got {hp.max_skipped_updates}")
+    require(hp.num_seeds >= 1, f"num_seeds must be >= 1, got {hp.num_seeds}")
     require(hp.eval_every >= 0, f"eval_every must be >= 0, got {hp.eval_every}")
     require(hp.eval_episodes >= 1, f"eval_episodes must be >= 1, got {hp.eval_episodes}")
     require(hp.vectorization in ("auto", "vector_entry_point", "sync", "async"),

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from pg_lightning import distributed, losses, observations
+from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
@@ -97,10 +98,10 @@ class PPO(ActorCriticBase):
         eval_episodes: int = 10,
         record_video: bool = False,
         max_skipped_updates: int = 10,
+        num_seeds: int = 1,
     ):
         super().__init__()
         self.automatic_optimization = False
-        self.shuffle = torch.Generator().manual_seed(seed)
 
     def check_hyperparameters(self) -> None:
         super().check_hyperparameters()
@@ -113,10 +114,10 @@ class PPO(ActorCriticBase):
         require(not hp.anneal_clip_range or hp.max_env_steps is not None,
                 "anneal_clip_range needs max_env_steps (the schedule's length)")
 
-    def minibatch_losses(self, data: Transitions, clip_range: float) -> dict[str, Tensor]:
-        """PPO's loss terms on one minibatch of flat transitions."""
-        hp = self.hparams
-        log_probs, entropy, values = self.policy.evaluate(data.observations, data.actions, normalized=True)
+    def minibatch_losses(self, data: Transitions, clip_range: float, agent: Agent | None = None) -> dict[str, Tensor]:
+        """PPO's loss terms of ``agent`` (default: the first seed) on one minibatch of flat transitions."""
+        hp, agent = self.hparams, self.agent(agent)
+        log_probs, entropy, values = agent.policy.evaluate(data.observations, data.actions, normalized=True)
         advantages = standardize(data.advantages) if hp.normalize_advantages else data.advantages
         policy_loss, approx_kl, clip_fraction = losses.ppo_clip_loss(
             log_probs, data.old_log_probs, advantages, clip_range
@@ -131,41 +132,50 @@ class PPO(ActorCriticBase):
         terms["loss"] = self.add_entropy_bonus(policy_loss + hp.value_coef * terms["value_loss"], terms["entropy"])
         return terms
 
-    def rollout_data(self, batch: Batch) -> Transitions:
-        """The real transitions of a rollout (autoreset steps dropped), flat, with the observations
-        normalised (``ActorCritic.normalize``) once for every minibatch."""
-        obs, actions = self.policy.normalize(flat_batch(batch.observations)), batch.actions.flatten(0, 1)
+    def rollout_data(self, batch: Batch, agent: Agent | None = None) -> Transitions:
+        """The real transitions of ``agent``'s rollout (autoreset steps dropped), flat, with the
+        observations normalised (``ActorCritic.normalize``) once for every minibatch."""
+        agent = self.agent(agent)
+        obs, actions = agent.policy.normalize(flat_batch(batch.observations)), batch.actions.flatten(0, 1)
         with torch.no_grad():
-            old_log_probs, _, old_values = self.policy.evaluate(obs, actions, normalized=True)
-        advantages, returns = self.advantages(batch, old_values.view_as(batch.rewards))
+            old_log_probs, _, old_values = agent.policy.evaluate(obs, actions, normalized=True)
+        advantages, returns = self.advantages(batch, old_values.view_as(batch.rewards), agent)
         mask = batch.mask.flatten()
         return Transitions(obs, actions, old_log_probs, old_values, advantages.flatten(), returns.flatten()).select(mask)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
-        """One PPO update: advantages, then epochs of minibatches, each a loss and a gradient step,
-        then the run's statistics."""
+    def training_step(self, batch: Batch | list[Batch | None], batch_idx: int) -> None:
+        """One PPO update of every training seed, one seed after another (each its own epochs, early
+        stop and gradient steps, which change only its own parameters), then the schedules."""
+        updated = [self.update(seed_batch, agent) for agent, seed_batch in self.seed_batches(batch)]
+        self.end_seeds_update()
+        if any(updated):
+            self.step_lr_schedulers()
+
+    def update(self, batch: Batch, agent: Agent) -> bool:
+        """``agent``'s PPO update: advantages, then epochs of minibatches, each a loss and a
+        gradient step, then its statistics; whether it took any step."""
         # Every process must take the same number of gradient steps (DDP all-reduces each one),
         # but autoreset steps make the number of real transitions differ: count minibatches on
         # the smallest process's rollout and split each process's own data into that many.
         smallest = self.smallest_batch(batch)
         if smallest == 0:
-            self.end_update(batch, {})
-            return
+            self.end_update(batch, {}, agent)
+            return False
         hp = self.hparams
         optimizer = self.optimizers()
         # advantages and value targets, with the old policy's log-probs and values
-        data = self.rollout_data(batch)
+        data = self.rollout_data(batch, agent)
         minibatches = -(-smallest // hp.minibatch_size) if hp.minibatch_size else 1
-        clip_range = self.annealed(hp.clip_range) if hp.anneal_clip_range else hp.clip_range
+        clip_range = self.annealed(hp.clip_range, agent) if hp.anneal_clip_range else hp.clip_range
         history: list[dict[str, Tensor]] = []
         for _ in range(hp.update_epochs):
             # a full-batch epoch needs no shuffle: its gradient does not depend on the order
             parts = [data]
             if minibatches > 1:
-                order = torch.randperm(len(data), generator=self.shuffle).to(self.device)
+                order = torch.randperm(len(data), generator=agent.shuffle).to(self.device)
                 parts = data.select(order).split(minibatches)  # one gather per field, then views
             for part in parts:
-                terms = self.minibatch_losses(part, clip_range)
+                terms = self.minibatch_losses(part, clip_range, agent)
                 self.gradient_step(optimizer, terms["loss"])  # guard, clip to max_grad_norm, step
                 history.append(terms)
             kl = history[-1]["approx_kl"]
@@ -175,8 +185,8 @@ class PPO(ActorCriticBase):
         metrics = {k: torch.stack([h[k].detach() for h in history]).mean() for k in history[0]}
         metrics["explained_variance"] = losses.explained_variance(data.old_values, data.returns)
         metrics["updates"] = torch.tensor(float(len(history)))
-        self.end_update(batch, metrics)
-        self.step_lr_schedulers()
+        self.end_update(batch, metrics, agent)
+        return True
 
     def step_lr_schedulers(self) -> None:
         """Manual optimisation steps its schedulers itself: once per update, after the counters."""
@@ -187,9 +197,10 @@ class PPO(ActorCriticBase):
                 config.scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["pg_lightning"]["shuffle_rng"] = self.shuffle.get_state()
+        super().on_save_checkpoint(checkpoint)  # with many seeds, each seed's stream is in its own entry
+        checkpoint["pg_lightning"]["shuffle_rng"] = self.agents[0].shuffle.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.shuffle.set_state(checkpoint["pg_lightning"]["shuffle_rng"])
+        if self.num_seeds == 1:
+            self.agents[0].shuffle.set_state(checkpoint["pg_lightning"]["shuffle_rng"])

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from pg_lightning import losses
+from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
-from pg_lightning.collector import Collector
 from pg_lightning.data import EpisodeDataset
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
@@ -68,6 +68,7 @@ class Reinforce(PolicyGradient):
         eval_episodes: int = 10,
         record_video: bool = False,
         max_skipped_updates: int = 10,
+        num_seeds: int = 1,
     ):
         super().__init__()
 
@@ -92,16 +93,16 @@ class Reinforce(PolicyGradient):
     def batch_columns(self) -> int:
         return 1  # episodes laid end to end
 
-    def make_dataset(self, collector: Collector) -> EpisodeDataset:
-        return EpisodeDataset(collector, self.policy, self.hparams.episodes_per_batch)
+    def make_dataset(self, agent: Agent) -> EpisodeDataset:
+        return EpisodeDataset(agent.collector, agent.policy, self.hparams.episodes_per_batch)
 
-    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
+    def compute_losses(self, batch: Batch, agent: Agent | None = None) -> dict[str, Tensor]:
         """Loss terms for one batch of whole episodes; ``loss`` is their weighted sum."""
-        hp = self.hparams
+        hp, agent = self.hparams, self.agent(agent)
         returns = discounted_returns(
-            self.normalizer.scale_rewards(batch.rewards), batch.terminated, batch.truncated, hp.gamma
+            agent.normalizer.scale_rewards(batch.rewards), batch.terminated, batch.truncated, hp.gamma
         ).flatten()
-        log_probs, entropy, values = self.policy.evaluate(
+        log_probs, entropy, values = agent.policy.evaluate(
             flat_batch(batch.observations), batch.actions.flatten(0, 1)
         )
         weights = returns

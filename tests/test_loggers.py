@@ -68,22 +68,25 @@ def test_a_first_run_is_quiet_and_keeps_its_files_and_whole_config_in_its_own_ru
     assert videos and videos == evaluations and videos == sorted(videos) and videos[0] > 0
 
 
-def test_several_seeds_give_one_wandb_run_and_one_checkpoint_folder_each(tmp_path):
+def test_several_seeds_give_one_wandb_run_each_and_one_checkpoint_of_them_all(tmp_path):
+    """Consecutive seeds train in one process (num_seeds): a W&B run per seed, named and grouped
+    as one-seed runs of pg_lightning.seeds are, beside the run of their aggregate, and one run
+    folder whose checkpoint holds every seed."""
     run(tmp_path, str(ROOT / "configs/cartpole_reinforce.yaml"), "--seeds", "3", "4", "--", "--model.max_env_steps",
         "1000", *SHORT, module="pg_lightning.seeds")
     runs = [wandb_run(f) for f in run_files(tmp_path)]
-    assert len(runs) == 2 and runs[0]["run"].run_id != runs[1]["run"].run_id
     by_name = {w["run"].display_name: w for w in runs}
-    assert set(by_name) == {"cartpole_reinforce-seed3", "cartpole_reinforce-seed4"}
+    assert set(by_name) == {"cartpole_reinforce", "cartpole_reinforce-seed3", "cartpole_reinforce-seed4"}
+    aggregate = by_name["cartpole_reinforce"]["run"].run_id
     for seed in (3, 4):
         w = by_name[f"cartpole_reinforce-seed{seed}"]
-        assert w["run"].run_group == "cartpole_reinforce"
+        assert w["run"].run_group == "cartpole_reinforce" and w["run"].run_id == f"{aggregate}-seed{seed}"
         assert w["config"]["model"]["init_args"]["seed"] == seed
         assert w["config"]["seed_everything"] == seed  # follows the model's seed: one seed fixes the run
-        checkpoint = torch.load(tmp_path / "runs/pg_lightning" / w["run"].run_id / "checkpoints/last.ckpt",
-                                weights_only=True)
-        assert checkpoint["hyper_parameters"]["seed"] == seed
-    assert len(list((tmp_path / "runs/pg_lightning").iterdir())) == 2
+    [folder] = (tmp_path / "runs/pg_lightning").iterdir()
+    checkpoint = torch.load(folder / "checkpoints/last.ckpt", weights_only=True)
+    assert (checkpoint["hyper_parameters"]["seed"], checkpoint["hyper_parameters"]["num_seeds"]) == (3, 2)
+    assert [s["seed"] for s in checkpoint["pg_lightning"]["seeds"]] == [3, 4]
 
 
 def test_resuming_a_checkpoint_continues_its_wandb_run_and_log_model_keeps_checkpoints_as_artifacts(tmp_path):
@@ -164,3 +167,18 @@ def test_the_reachability_probe_goes_through_the_proxy(tmp_path):
     assert direct.stdout.strip() == "False"
     assert proxied.stdout.strip() == "True" and down.stdout.strip() == "False"
     assert _Proxy.seen == ["http://wandb.invalid/", "http://down.invalid/"]
+
+
+
+def test_a_key_but_no_network_still_trains_offline_and_keeps_the_metrics(tmp_path):
+    env = user_env(tmp_path, WANDB_API_KEY="x" * 40, WANDB_BASE_URL="http://127.0.0.1:9")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--model.max_env_steps", "1000",
+         "--trainer.enable_progress_bar", "false"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "W&B: offline (server unreachable), run " in result.stdout + result.stderr
+    runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    assert any("train/return_last100" in row for row in wandb_run(runs[0])["history"])

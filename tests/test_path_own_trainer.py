@@ -1,50 +1,42 @@
-"""The paths a Lightning user walks first: a plain Trainer with its callbacks and flags, the CLI
-without a config, a run that ends on its budget, and what a checkpoint then holds."""
+"""The path of a Lightning user with their own pipeline: the module in a plain Trainer, with
+EarlyStopping, ModelCheckpoint, LearningRateMonitor and its loggers, the Trainer's flags (those that
+work and those refused before training), and the README's pipeline sample."""
 
 import math
 import re
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-import yaml
+from helpers import PerUpdate
 from helpers import quiet_trainer as trainer
-from helpers import user_env
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from pg_lightning import A2C, PPO, Reinforce, RunCheckpoint
-from pg_lightning.cli import main
 from pg_lightning.errors import ConfigError
 from pg_lightning.registry import model_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
-ALGORITHMS = {"Reinforce": Reinforce, "A2C": A2C, "PPO": PPO}
-
-
-
-
-class PerUpdate(L.Callback):
-    """What a callback sees after every update: the module's counters and the callback metrics."""
-
-    def __init__(self):
-        self.returns, self.env_steps, self.metrics = [], [], []
-
-    def on_train_batch_end(self, trainer, pl_module, *args):
-        self.returns.append(pl_module.return_last100)
-        self.env_steps.append(pl_module.env_steps)
-        self.metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
 
 
 def weights(module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.policy.parameters()]
+
+
+# ---- the README's sample ---------------------------------------------------------------------
+def test_the_readme_pipeline_sample_runs(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Using the module in your own pipeline", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["model"].env_steps >= 1
+    assert list(tmp_path.glob("logs/**/metrics.csv"))
 
 
 # ---- callbacks --------------------------------------------------------------------------------
@@ -111,6 +103,19 @@ def test_the_lr_schedule_is_a_checkpointed_scheduler(tmp_path):
     saved = torch.load(tmp_path / "a.ckpt", weights_only=True)
     assert len(saved["lr_schedulers"]) == 1
     assert saved["lr_schedulers"][0]["_last_lr"] == [pytest.approx(1e-2 * (1 - module.env_steps / 400))]
+
+
+def test_statistics_a_callback_saves_are_those_of_the_weights_it_saves():
+    module = A2C(seed=0, num_envs=2, n_steps=8, normalize_observations=True, normalize_rewards=True)
+    counts, transitions = [], []
+
+    class AtBatchEnd(L.Callback):  # where ModelCheckpoint(every_n_train_steps=...) saves
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            counts.append(int(pl_module.policy.obs_rms.count))
+            transitions.append(batch.num_steps)
+
+    trainer(max_epochs=4, callbacks=[AtBatchEnd()]).fit(module)
+    assert counts == [sum(transitions[: i + 1]) for i in range(4)]  # this batch included, not one behind
 
 
 # ---- Trainer flags ----------------------------------------------------------------------------
@@ -206,129 +211,3 @@ def test_deterministic_runs_are_identical():
     for module in (a, b):
         trainer(max_epochs=3, deterministic=True).fit(module)
     assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b)))
-
-
-# ---- the CLI without a config -----------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_cli_model_without_config_prints_the_classes_own_defaults(name, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["--model", f"pg_lightning.{name}", "--print_config"])
-    assert exit_.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
-    expected = {k: list(v) if isinstance(v, tuple) else v for k, v in ALGORITHMS[name]().hparams.items()}
-    assert printed == expected
-
-
-def test_cli_model_help_shows_the_classes_own_defaults(capsys):
-    with pytest.raises(SystemExit):
-        main(["--model.help", "PPO"])
-    text = " ".join(capsys.readouterr().out.split())
-    assert "Adam learning rate. (type: float, default: 0.00025)" in text
-    assert "parallel envs per process. (type: int, default: 4)" in text
-
-
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_cli_model_without_config_trains_and_saves_its_final_update(name, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    cli = main(["--model", f"pg_lightning.{name}", "--model.max_env_steps", "3000", "--trainer.logger", "false",
-                "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", "ckpts"])
-    assert type(cli.model).__name__ == name and cli.model.env_steps >= 3000
-    saved = torch.load(tmp_path / "ckpts/last.ckpt", weights_only=True)
-    assert saved["pg_lightning"]["env_steps"] == cli.model.env_steps  # the run's end, not update 25
-    assert saved["global_step"] == cli.trainer.global_step
-
-
-def test_validate_from_a_checkpoint_alone_builds_the_model_it_describes(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    module = PPO(seed=0, n_steps=16, hidden_sizes=(32,), eval_episodes=2)
-    fit = trainer(max_epochs=2)
-    fit.fit(module)
-    fit.save_checkpoint(tmp_path / "ppo.ckpt")
-    cli = main(["validate", "--ckpt_path", str(tmp_path / "ppo.ckpt"), "--trainer.logger", "false",
-                "--trainer.enable_progress_bar", "false"])
-    rebuilt = {k: list(v) if isinstance(v, tuple) else v for k, v in cli.model.hparams.items() if not k.startswith("_")}
-    assert isinstance(cli.model, PPO) and rebuilt == {**module.hparams, "hidden_sizes": [32]}
-    assert "val/episode_return" in cli.trainer.callback_metrics
-
-
-# ---- the end of a run -------------------------------------------------------------------------
-def train_process(tmp_path, *args):
-    env = user_env(tmp_path, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "--trainer.logger", "false", "--trainer.enable_progress_bar",
-         "false", "--checkpoint.dirpath", "ckpts", "--trainer.log_every_n_steps", "1", *args],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 1)], ids=["SIGTERM", "Ctrl-C"])
-def test_an_interrupted_run_leaves_its_final_update_in_last_ckpt(tmp_path, sig, code):
-    process = train_process(tmp_path, "--model.max_env_steps", "100000000", "--solved.threshold", "1000000")
-    try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "ckpts/last.ckpt").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)  # the periodic save (every 25 updates) shows training is under way
-        first = torch.load(tmp_path / "ckpts/last.ckpt", weights_only=True)["global_step"]
-        time.sleep(1.0)
-        process.send_signal(sig)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == code, output[-2000:]
-    saved = torch.load(tmp_path / "ckpts/last.ckpt", weights_only=True)
-    assert saved["pg_lightning"]["env_steps"] > 0 and saved["global_step"] > first  # the run's end, not a periodic save
-
-
-# ---- data and statistics ----------------------------------------------------------------------
-def test_statistics_a_callback_saves_are_those_of_the_weights_it_saves():
-    module = A2C(seed=0, num_envs=2, n_steps=8, normalize_observations=True, normalize_rewards=True)
-    counts, transitions = [], []
-
-    class AtBatchEnd(L.Callback):  # where ModelCheckpoint(every_n_train_steps=...) saves
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            counts.append(int(pl_module.policy.obs_rms.count))
-            transitions.append(batch.num_steps)
-
-    trainer(max_epochs=4, callbacks=[AtBatchEnd()]).fit(module)
-    assert counts == [sum(transitions[: i + 1]) for i in range(4)]  # this batch included, not one behind
-
-
-@pytest.mark.parametrize("cls", [A2C, PPO])
-def test_a_rollout_of_autoreset_steps_only_is_no_update_and_no_skipped_update(cls):
-    module = cls(env_id="PGLTest/Counter-v0", env_kwargs={"max_length": 1}, num_envs=1, n_steps=1, seed=0,
-                 **({"minibatch_size": None} if cls is PPO else {}))
-    seen = PerUpdate()
-    trainer(max_epochs=6, callbacks=[seen]).fit(module)
-    assert module.skipped_updates == 0
-    assert seen.env_steps == [1, 1, 2, 2, 3, 3]  # every other rollout is an autoreset step alone
-
-
-@pytest.mark.parametrize("name, updates", [("A2C", 3), ("PPO", 6)])
-def test_cli_optimizer_and_lr_scheduler_replace_the_modules_own(name, updates, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    cli = main(["--model", f"pg_lightning.{name}", "--model.n_steps", "32", "--model.max_env_steps", "700",
-                "--optimizer", "SGD", "--optimizer.lr", "0.1", "--lr_scheduler", "StepLR",
-                "--lr_scheduler.step_size", "1", "--lr_scheduler.gamma", "0.5", "--trainer.logger", "false",
-                "--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false"])
-    optimizer = cli.model.optimizers().optimizer
-    assert isinstance(optimizer, torch.optim.SGD) and cli.trainer.current_epoch == updates
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**updates)  # stepped once per update
-    assert not list(tmp_path.rglob("*.ckpt"))  # enable_checkpointing false: the checkpoint group saves nothing
-
-
-def test_cli_refuses_two_learning_rate_schedules(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_:
-        main(["--model.anneal_lr", "true", "--model.max_env_steps", "700", "--lr_scheduler", "StepLR",
-              "--lr_scheduler.step_size", "1", "--trainer.logger", "false"])
-    assert exit_.value.code == 2
-    assert "error: anneal_lr and --lr_scheduler both set the learning rate" in capsys.readouterr().err
-    assert not list(tmp_path.rglob("*"))  # refused before anything was written
-
-
-def test_importing_the_package_changes_no_global_state():
-    code = ("import warnings, torch, lightning, gymnasium, jsonargparse; "  # what the dependencies do is theirs
-            "filters = list(warnings.filters); threads = torch.get_num_threads(); "
-            "import pg_lightning, pg_lightning.modules, pg_lightning.cli, pg_lightning.export; "
-            "assert warnings.filters == filters and torch.get_num_threads() == threads, 'changed'")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -71,11 +71,12 @@ class Adam(torch.optim.Adam):
     per step where they can be: torch's step rebuilds its tensor lists, checks options and regroups
     the tensors by device and dtype every call.
 
-    The short path takes a plain step: one parameter group on one device and dtype, every parameter
-    with a gradient and a state, numbers (not tensors) for lr, betas and eps, no AMP grad scale, no
-    amsgrad. Anything else (the first step, which creates the state, included; ``fused=False``,
-    for devices without the fused kernel, and a torch without the private ops it calls, always) is
-    torch's own ``step``. A closure is evaluated first, as torch does.
+    The short path takes a plain step: in every parameter group that has gradients (a many-seeds
+    module has a group per seed, and a step may leave some without), every parameter on one device
+    and dtype with a gradient and a state, numbers (not tensors) for lr, betas and eps; no AMP grad
+    scale, no amsgrad. Each such group is one fused call, as in torch's step. Anything else (the
+    first step, which creates the state, included; ``fused=False``, for devices without the fused
+    kernel, and a torch without the private ops it calls, always) is torch's own ``step``. A closure is evaluated first, as torch does.
 
     Unlike torch's fused Adam it does not unscale AMP gradients itself: a ``GradScaler`` (Lightning's
     16-mixed) unscales them before ``on_before_optimizer_step``, so clipping and the non-finite guard
@@ -91,21 +92,24 @@ class Adam(torch.optim.Adam):
         if closure is not None:  # Lightning passes one (which may clear the gradients: read them after)
             with torch.enable_grad():
                 loss = closure()
-        group = self.param_groups[0]
-        grads = [p.grad for p in group["params"]]
-        states = [self.state.get(p) for p in group["params"]]
-        if not self._plain(group, grads, states):
+        stepped = []  # (group, grads, states) of the groups with gradients
+        for group in self.param_groups:
+            grads = [p.grad for p in group["params"]]
+            if any(g is not None for g in grads):
+                stepped.append((group, grads, [self.state.get(p) for p in group["params"]]))
+        if not all(self._plain(*args) for args in stepped):
             self._torch_step()
             return loss
-        steps = [s["step"] for s in states]
-        beta1, beta2 = group["betas"]
         with torch.no_grad():
-            _foreach_add_(steps, 1)
-            _fused_adam_(
-                group["params"], grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
-                steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-                weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"],
-            )
+            for group, grads, states in stepped:
+                steps = [s["step"] for s in states]
+                beta1, beta2 = group["betas"]
+                _foreach_add_(steps, 1)
+                _fused_adam_(
+                    group["params"], grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+                    steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"],
+                )
         return loss
 
     def _torch_step(self) -> None:
@@ -125,6 +129,6 @@ class Adam(torch.optim.Adam):
         options = group["fused"] and not (group["amsgrad"] or group["capturable"] or group["differentiable"]
                                           or group["decoupled_weight_decay"])
         scaled = getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
-        return (len(self.param_groups) == 1 and numbers and options and not scaled
+        return (numbers and options and not scaled
                 and all(g is not None for g in grads) and all(states) and not any(g.is_sparse for g in grads)
                 and len({(p.device, p.dtype) for p in group["params"]}) == 1)

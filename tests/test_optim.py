@@ -61,6 +61,31 @@ def test_adam_equals_torchs_fused_adam_and_takes_the_short_path(options, monkeyp
     assert len(calls) == 6 + 1  # the reference's six, and our first step, which creates the state
 
 
+def test_adam_with_a_group_per_seed_steps_the_groups_with_gradients_as_torch_does(monkeypatch):
+    """A many-seeds module has a parameter group per seed; a step may leave some without gradients
+    (PPO steps one seed at a time, a stopped seed has none): they stay untouched, state included."""
+    seeds = [parameters(k) for k in range(3)]
+    twins = [parameters(k) for k in range(3)]
+    lean = Adam([{"params": p, "lr": 1e-2 * (k + 1)} for k, p in enumerate(seeds)], lr=1e-2)
+    reference = torch.optim.Adam([{"params": p, "lr": 1e-2 * (k + 1)} for k, p in enumerate(twins)], lr=1e-2, fused=True)
+    calls = count_torch_steps(monkeypatch)
+    for step in range(6):
+        stepped = [k for k in range(3) if k == step % 3 or step == 0]  # all at first, then one seed a step
+        for group in (*seeds, *twins):
+            for p in group:
+                p.grad = None
+        for k in stepped:
+            set_gradients(seeds[k], step)
+            set_gradients(twins[k], step)
+        lean.step()
+        reference.step()
+    for mine, theirs in zip(seeds, twins):
+        assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
+        assert [int(lean.state[p]["step"]) for p in mine] == [int(reference.state[p]["step"]) for p in theirs]
+    assert [int(lean.state[seeds[k][0]]["step"]) for k in range(3)] == [2, 3, 3]  # steps 0, 3 / 0, 1, 4 / 0, 2, 5
+    assert len(calls) == 6 + 1  # the reference's six, and our first step, which creates the state
+
+
 def test_adam_evaluates_a_closure_first_and_steps_on_the_gradients_it_leaves(monkeypatch):
     """Lightning steps with a closure that runs backward and the hooks (which may drop gradients)."""
     ours, theirs = parameters(), parameters()

@@ -26,6 +26,9 @@ def train_process(tmp_path, *args):
         [sys.executable, str(ROOT / "train.py"), "--trainer.logger", "false", "--trainer.enable_progress_bar",
          "false", "--checkpoint.dirpath", "ckpts", "--trainer.log_every_n_steps", "1", *args],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # Ctrl-C as at a terminal: a shell that runs the tests in the background hands its children
+        # SIGINT ignored, and Python then never turns it into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -168,6 +168,13 @@ def yardstick(times: list[float], k: int, versus: str) -> tuple[float, str]:
     return k * statistics.median(times), f"{k} x median of {len(times)} one-seed processes"
 
 
+def solved_cell(result: dict, args) -> str:
+    a = result["aggregate"]
+    if TARGETS[result["target"]].max_env_steps is not None and not args.stop_when_solved:
+        return f"off (full budget; IQM return {a['iqm_return_last100']:.1f})"
+    return f"{a['num_solved']}/{a['num_seeds']}"
+
+
 def fmt_steps(value) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -348,7 +355,7 @@ def main() -> None:
             a = r["aggregate"]
             log(f"| {r['target']} | {r['k']} | {r['k_seconds']:.1f} | {r['one_seed_median']:.1f} | {r['how']}: "
                 f"{r['yardstick']:.1f} s | {r['ratio']:.2f} | ≤ {r['limit']:g} {'met' if r['met'] else 'missed'} | "
-                f"{a['num_solved']}/{a['num_seeds']} | {fmt_steps(a['median_steps_to_solve'])} |")
+                f"{solved_cell(r, args)} | {fmt_steps(a['median_steps_to_solve'])} |")
             if "sb3_ratio" in r:
                 log(f"| {r['target']} vs SB3 | {r['k']} | {r['k_seconds']:.1f} | | SB3: {r['sb3_seconds']:.1f} s | "
                     f"{r['sb3_ratio']:.2f} | ≤ {TARGETS[r['target']].sb3_limit:g} "

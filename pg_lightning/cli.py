@@ -188,12 +188,14 @@ def _continue_wandb_run(logger_config: Any, run_id: str) -> None:
 
 
 def _config_error(err: BaseException) -> ConfigError | None:
-    """The ConfigError behind ``err``, which jsonargparse wraps in its own ValueError."""
+    """The ConfigError behind ``err``, which jsonargparse wraps in its own ValueError: as its cause,
+    or (older jsonargparse, for a Union of types) quoted in its message."""
+    message = str(err)
     while err is not None:
         if isinstance(err, ConfigError):
             return err
         err = err.__cause__ or err.__context__
-    return None
+    return next((e for e in reversed(ConfigError.raised) if str(e) and str(e) in message), None)
 
 
 def _help_epilog() -> dict[str, Any]:

@@ -1,8 +1,19 @@
 """Errors the CLI reports as one line instead of a traceback: bad settings and failed training."""
 
+from collections import deque
+
 
 class ConfigError(ValueError):
-    """A setting, env id or space that pg_lightning cannot use; the message names it and what is allowed."""
+    """A setting, env id or space that pg_lightning cannot use; the message names it and what is allowed.
+
+    The latest few are kept in ``raised``: some jsonargparse releases report an error met while
+    trying each type of a Union only in their own message, not as its cause."""
+
+    raised: deque = deque(maxlen=8)
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        ConfigError.raised.append(self)
 
 
 class TrainingError(RuntimeError):

@@ -61,9 +61,11 @@ def load_module(checkpoint_path: str | Path, *, trusted: bool = False, allow: Co
     """
     from pg_lightning import checkpoints, trust
     from pg_lightning.envs import probe_spaces
-    from pg_lightning.seed_checkpoints import extract_seed
+    from pg_lightning.seed_checkpoints import extract_seed, seed_count
 
-    checkpoint = extract_seed(checkpoints.read(checkpoint_path, trusted), seed_index)
+    checkpoint = checkpoints.read(checkpoint_path, trusted)
+    if seed_count(checkpoint) > 1 or seed_index:  # a one-seed checkpoint is used as read, not copied
+        checkpoint = extract_seed(checkpoint, seed_index)
     source = f"checkpoint {str(checkpoint_path)!r}"
     cls = algorithm(checkpoints.entry_of(checkpoint, source).get("algorithm"), source)
     hparams = checkpoints.hyperparameters(checkpoint, source, allow, trusted=trusted)

@@ -96,15 +96,26 @@ class GaussianHead(nn.Module):
         return params
 
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
-        z = (actions - params) * torch.exp(-self.log_std)
-        return (-0.5 * z.pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return gaussian_log_prob(params, actions, self.log_std)
 
     def entropy(self, params: Tensor) -> Tensor:
-        per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + self.log_std
-        return per_dim.sum().expand(params.shape[:-1])
+        return gaussian_entropy(params, self.log_std)
 
     def log_prob_entropy(self, params: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         return self.log_prob(params, actions), self.entropy(params)
+
+
+def gaussian_log_prob(means: Tensor, actions: Tensor, log_std: Tensor) -> Tensor:
+    """``log N(actions; means, exp(log_std)²)`` summed over the action dims; ``log_std`` broadcasts
+    (``[A]``, or ``[K, 1, A]`` for a stack of seeds)."""
+    z = (actions - means) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def gaussian_entropy(means: Tensor, log_std: Tensor) -> Tensor:
+    """The diagonal Gaussian's entropy, one per row of ``means``."""
+    per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
+    return per_dim.sum(-1).expand(means.shape[:-1])
 
 
 def make_head(action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:

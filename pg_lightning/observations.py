@@ -169,6 +169,16 @@ def batch_of_one(obs: Any) -> Tree:
     return apply(lambda a: np.asarray(a)[None], flatten(obs))
 
 
+def seed_major(x: Tensor) -> Tensor:
+    """A many-seeds batch field ``[T, K, N, ...]`` as ``[K, T·N, ...]``: each seed's transitions in one row."""
+    return x.transpose(0, 1).flatten(1, 2)
+
+
+def time_major(x: Tensor, steps: int) -> Tensor:
+    """``seed_major``'s inverse for ``[K, T·N]``: ``[T, K, N]``."""
+    return x.unflatten(1, (steps, -1)).transpose(0, 1)
+
+
 def flat_batch(obs: Tree) -> Tree:
     """``[T, N, ...]`` observations as ``[T·N, ...]``."""
     return apply(lambda t: t.flatten(0, 1), obs)

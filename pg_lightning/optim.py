@@ -29,7 +29,11 @@ _non_finite_check_and_unscale_ = private_op("_amp_foreach_non_finite_check_and_u
 
 def clear_gradients(optimizer: torch.optim.Optimizer) -> None:
     """``optimizer.zero_grad()`` (gradients set to None, its default) without the profiling
-    wrapper of torch's method (once per gradient step)."""
+    wrapper of torch's method (once per gradient step); a ``StackedAdam``'s table of gradients is
+    zeroed instead (its leaves' gradients are views of it)."""
+    if isinstance(optimizer, StackedAdam):
+        optimizer.zero_grad()
+        return
     for group in optimizer.param_groups:
         for parameter in group["params"]:
             parameter.grad = None
@@ -132,3 +136,80 @@ class Adam(torch.optim.Adam):
         return (numbers and options and not scaled
                 and all(g is not None for g in grads) and all(states) and not any(g.is_sparse for g in grads)
                 and len({(p.device, p.dtype) for p in group["params"]}) == 1)
+
+
+class StackedAdam(torch.optim.Optimizer):
+    """Adam for K seeds whose parameters are the column blocks of one ``[K, N]`` table (``SeedStack``):
+    Adam is elementwise, so this is K independent Adams, each with its own step count (bias
+    correction) and learning-rate scale (``lr_scale``, its annealing), run as a dozen ops on the
+    whole table. Only the seeds in ``stepping`` change in a step: the others keep their weights,
+    moments and step count, as if the step had not happened for them.
+
+    Its param group holds the leaves (``[K, *shape]`` views of the table) with one ``lr`` that
+    schedulers and ``LearningRateMonitor`` see; ``state_dict`` keeps each leaf's moments as
+    ``[K, *shape]`` tensors and the steps as ``[K]``, so seed k's slice is a one-seed Adam's state.
+    Gradients are unscaled before ``on_before_optimizer_step`` under AMP, as for ``Adam``.
+    """
+
+    def __init__(self, leaves: list[Tensor], table: Tensor, grads: Tensor, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        # the keys of torch's Adam too, so that seed k's slice of the state loads into one (seed_checkpoints)
+        super().__init__(leaves, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": 0.0, "amsgrad": False,
+                                  "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+                                  "fused": True, "decoupled_weight_decay": False})
+        self.table, self.grads = table, grads
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(table), torch.zeros_like(table)
+        self.steps = torch.zeros(table.shape[0], dtype=torch.float32, device=table.device)
+        self.lr_scale = torch.ones(table.shape[0], dtype=table.dtype, device=table.device)
+        self.stepping = torch.ones(table.shape[0], dtype=torch.bool, device=table.device)
+        self._step_supports_amp_scaling = False
+        self._point_state()
+
+    def _view(self, table: Tensor, leaf: Tensor) -> Tensor:
+        return table.as_strided(leaf.shape, leaf.stride(), leaf.storage_offset())
+
+    def _point_state(self) -> None:
+        """Each leaf's state: views of the moment tables and the shared step counts."""
+        for leaf in self.param_groups[0]["params"]:
+            self.state[leaf] = {"step": self.steps, "exp_avg": self._view(self.exp_avg, leaf),
+                                "exp_avg_sq": self._view(self.exp_avg_sq, leaf)}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the table of gradients (whatever ``set_to_none`` says: the leaves' gradients are
+        its views), pointing a leaf's ``grad`` back into it where something replaced it."""
+        self.grads.zero_()
+        for leaf in self.param_groups[0]["params"]:
+            if leaf.grad is None or leaf.grad.data_ptr() != self._view(self.grads, leaf).data_ptr():
+                leaf.grad = self._view(self.grads, leaf)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's loading, then the loaded moments and steps copied into the tables."""
+        super().load_state_dict(state_dict)
+        leaves = self.param_groups[0]["params"]
+        loaded = [self.state[leaf] for leaf in leaves]
+        with torch.no_grad():
+            for leaf, state in zip(leaves, loaded):
+                self._view(self.exp_avg, leaf).copy_(state["exp_avg"])
+                self._view(self.exp_avg_sq, leaf).copy_(state["exp_avg_sq"])
+            self.steps.copy_(loaded[0]["step"])
+        self._point_state()
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        on = self.stepping.unsqueeze(1)
+        grads = torch.where(on, self.grads, 0.0)
+        weight = on.to(self.table.dtype)
+        self.steps += self.stepping
+        self.exp_avg.lerp_(grads, weight * (1 - beta1))
+        self.exp_avg_sq.lerp_(grads * grads, weight * (1 - beta2))
+        steps = self.steps.clamp_min(1).to(self.table.dtype).unsqueeze(1)  # a seed that never stepped moves by 0
+        step_size = weight * group["lr"] * self.lr_scale.unsqueeze(1) / (1 - beta1 ** steps)
+        denom = (self.exp_avg_sq.sqrt() / (1 - beta2 ** steps).sqrt()).add_(group["eps"])
+        self.table.sub_(self.exp_avg / denom * step_size)
+        return loss

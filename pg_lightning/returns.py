@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pg_lightning.losses import Rows
+
 
 def _check_time_major(**tensors: Tensor) -> None:
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
@@ -94,9 +96,13 @@ def gae(
     return reverse_discounted_sum(deltas, gamma * lam * (1.0 - done))
 
 
-def standardize(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """``(x - mean) / (std + eps)`` over all elements (advantages, REINFORCE's weights); a single
-    element maps to 0, never NaN."""
+def standardize(x: Tensor, eps: float = 1e-8, rows: Rows | None = None) -> Tensor:
+    """``(x - mean) / (std + eps)`` over all elements (advantages, REINFORCE's weights), or over each
+    row's real entries given ``rows``; a single element maps to 0, never NaN."""
+    if rows is not None:
+        deviation = x - rows.mean(x).unsqueeze(-1)
+        std = rows.var(x).sqrt().unsqueeze(-1)
+        return torch.where(rows.count.unsqueeze(-1) > 1, deviation / (std + eps), deviation)
     if x.numel() < 2:
         return x - x.mean() if x.numel() else x
     return (x - x.mean()) / (x.std() + eps)

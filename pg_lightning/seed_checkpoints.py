@@ -2,8 +2,10 @@
 
 A ``num_seeds=K`` run saves all K agents in one Lightning checkpoint: index 0 where a one-seed
 module keeps it (``policy.*``, ``normalizer.*``, the entry's counters), index k >= 1 under
-``seed_policies.{k-1}.*`` / ``seed_normalizers.{k-1}.*``, one Adam param group and one scheduler
-slot per index, and each index's counters, collector and RNG in the entry's ``"seeds"`` list.
+``seed_policies.{k-1}.*`` / ``seed_normalizers.{k-1}.*``, each index's counters, collector and RNG
+in the entry's ``"seeds"`` list, and its optimizer state: row k of every ``[K, ...]`` tensor of a
+``StackedAdam`` (seeds stacked into one table), or one Adam param group and one scheduler slot per
+index (seeds of other networks).
 :func:`extract_seed` turns index k into the checkpoint a one-seed run with seed ``seed + k``
 would have written, so ``play``, ``export``, ``load_module`` and resuming take it unchanged.
 
@@ -66,7 +68,8 @@ def extract_seed(checkpoint: dict[str, Any], index: int) -> dict[str, Any]:
     result["hyper_parameters"] = _hyperparameters(result["hyper_parameters"], index, seeds[index])
     result["state_dict"] = _state_dict(result.get("state_dict"), index, count)
     if "optimizer_states" in result:
-        result["optimizer_states"] = [_optimizer_state(state, index, count) for state in result["optimizer_states"]]
+        lr_scale = _annealed(result["hyper_parameters"], seeds[index]["counters"].get("env_steps", 0))
+        result["optimizer_states"] = [_optimizer_state(state, index, count, lr_scale) for state in result["optimizer_states"]]
     if "lr_schedulers" in result:
         result["lr_schedulers"] = [_scheduler_state(state, index, count) for state in result["lr_schedulers"]]
     result[checkpoints.KEY] = _entry(entry, seeds[index], index)
@@ -107,14 +110,28 @@ def _state_dict(weights: Any, index: int, count: int) -> dict[str, torch.Tensor]
     return {**renamed, **shared}
 
 
-def _optimizer_state(state: dict[str, Any], index: int, count: int) -> dict[str, Any]:
-    """Param group ``index`` alone, its parameters and their state renumbered from 0."""
+def _annealed(hparams: dict[str, Any], env_steps: int) -> float:
+    """The factor ``anneal_lr`` had brought the seed's learning rate to (1 without it), as a
+    one-seed run's scheduler leaves it in its optimizer."""
+    budget = hparams.get("max_env_steps")
+    if not hparams.get("anneal_lr") or not budget:
+        return 1.0
+    return 1.0 - min(env_steps / budget, 1.0)
+
+
+def _optimizer_state(state: dict[str, Any], index: int, count: int, lr_scale: float) -> dict[str, Any]:
+    """Seed ``index``'s Adam state: row ``index`` of a stacked one (its learning rate at
+    ``lr_scale`` of the group's, where a one-seed scheduler leaves it), or param group ``index``
+    alone, its parameters and their state renumbered from 0."""
     groups = state.get("param_groups") if isinstance(state, dict) else None
+    per_param = state.get("state", {}) if isinstance(state, dict) else {}
+    if isinstance(groups, list) and len(groups) == 1 and count > 1:  # StackedAdam: [K, ...] tensors
+        rows = {p: {k: v[index].clone() for k, v in s.items()} for p, s in per_param.items()}  # own steps, not one shared
+        return {**state, "state": rows, "param_groups": [{**groups[0], "lr": groups[0]["lr"] * lr_scale}]}
     if not isinstance(groups, list) or len(groups) != count:
         raise ConfigError(f"checkpoint's optimizer has {len(groups) if isinstance(groups, list) else 'no'} "
                           f"param groups; a {count}-seed checkpoint has one per seed")
     old = list(groups[index]["params"])
-    per_param = state.get("state", {})
     return {
         **state,
         "state": {new: per_param[p] for new, p in enumerate(old) if p in per_param},

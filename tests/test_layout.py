@@ -21,9 +21,10 @@ FLOORS = [
     # what the run is made of, each on its own
     ["trust", "optim", "normalization", "networks", "envs", "games", "loggers", "trainer_checks", "numpy_actor"],
     ["distributions", "policies", "checkpoints", "callbacks", "lightning_speed", "run_statistics", "gradient_step",
-     "seed_loggers"],
+     "seed_loggers", "seed_stack"],
     ["collector", "data", "evaluation", "agent", "seed_checkpoints"],
-    ["modules.arguments", "modules.evaluation_steps", "modules.checkpoint_state", "modules.run_counters", "modules.base"],
+    ["modules.arguments", "modules.evaluation_steps", "modules.checkpoint_state", "modules.run_counters", "modules.seed_table",
+     "modules.base"],
     ["modules.actor_critic", "modules.reinforce"],
     ["modules.a2c", "modules.ppo"],
     ["modules"],

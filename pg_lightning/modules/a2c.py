@@ -11,9 +11,10 @@ from pg_lightning import losses
 from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
 from pg_lightning.envs import Vectorization, Wrappers
+from pg_lightning.losses import Rows
 from pg_lightning.modules.actor_critic import ActorCriticBase
 from pg_lightning.modules.arguments import shared_args_documented
-from pg_lightning.observations import flat_batch
+from pg_lightning.observations import flat_batch, seed_major
 from pg_lightning.returns import standardize
 
 
@@ -61,23 +62,32 @@ class A2C(ActorCriticBase):
         super().__init__()
 
     def compute_losses(self, batch: Batch, agent: Agent | None = None) -> dict[str, Tensor]:
-        hp, agent = self.hparams, self.agent(agent)
+        agent = self.agent(agent)
         log_probs, entropy, values = agent.policy.evaluate(
             flat_batch(batch.observations), batch.actions.flatten(0, 1)
         )
-        values = values.view_as(batch.rewards)
-        advantages, returns = self.advantages(batch, values, agent)
+        advantages, returns = self.advantages(batch, values.view_as(batch.rewards), agent)
         mask = batch.mask.flatten()
-        adv = advantages.flatten()[mask]
+        return self.loss_terms(log_probs[mask], entropy[mask], values[mask], advantages.flatten()[mask], returns.flatten()[mask])
+
+    def stacked_losses(self, rows: Tensor, batch: Batch) -> dict[str, Tensor]:
+        obs = self.stack.normalize(seed_major(batch.observations), rows)
+        log_probs, entropy, values = self.stack.evaluate(obs, seed_major(batch.actions), rows)
+        advantages, returns = self.stacked_advantages(rows, batch, values)
+        return self.loss_terms(log_probs, entropy, values, advantages, returns, Rows(seed_major(batch.mask)))
+
+    def loss_terms(self, log_probs: Tensor, entropy: Tensor, values: Tensor, advantages: Tensor, returns: Tensor,
+                   rows: Rows | None = None) -> dict[str, Tensor]:
+        """The loss terms from the policy's outputs on a rollout's real transitions and their
+        advantages and returns (per seed, given ``rows``)."""
+        hp = self.hparams
         if hp.normalize_advantages:
-            adv = standardize(adv)
+            advantages = standardize(advantages, rows=rows)
         terms = {
-            "policy_loss": -(log_probs[mask] * adv).mean(),
-            "value_loss": losses.value_loss(values.flatten()[mask], returns.flatten()[mask]),
-            "entropy": entropy[mask].mean(),
-            "explained_variance": losses.explained_variance(
-                values.detach().flatten()[mask], returns.flatten()[mask]
-            ),
+            "policy_loss": -losses.mean(log_probs * advantages, rows),
+            "value_loss": losses.value_loss(values, returns, rows=rows),
+            "entropy": losses.mean(entropy, rows),
+            "explained_variance": losses.explained_variance(values.detach(), returns, rows),
         }
         terms["loss"] = (
             self.add_entropy_bonus(terms["policy_loss"] + hp.value_coef * terms["value_loss"], terms["entropy"])

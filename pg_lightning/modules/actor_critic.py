@@ -10,7 +10,7 @@ from pg_lightning.batch import Batch
 from pg_lightning.data import RolloutDataset
 from pg_lightning.errors import require
 from pg_lightning.modules.base import PolicyGradient
-from pg_lightning.observations import flat_batch
+from pg_lightning.observations import flat_batch, seed_major, time_major
 from pg_lightning.returns import gae
 
 
@@ -37,3 +37,15 @@ class ActorCriticBase(PolicyGradient):
             batch.truncated, self.hparams.gamma, self.hparams.gae_lambda,
         )  # the recursion ends at the rollout's tail, where δ bootstraps from V(s_T)
         return advantages, advantages + values.detach()
+
+    def stacked_advantages(self, rows: Tensor, batch: Batch, values: Tensor) -> tuple[Tensor, Tensor]:
+        """``advantages`` of the stacked seeds ``rows`` (``stacked_batch``, rewards already scaled),
+        from their values ``[K', T·N]``: GAE over ``[T, K', N]`` (the columns are independent), ``[K', T·N]``."""
+        with torch.no_grad():
+            next_values = self.stack.value(self.stack.normalize(seed_major(batch.next_observations), rows), rows)
+        steps, values = batch.rewards.shape[0], values.detach()
+        advantages = seed_major(gae(
+            batch.rewards, time_major(values, steps), time_major(next_values, steps), batch.terminated,
+            batch.truncated, self.hparams.gamma, self.hparams.gae_lambda,
+        ))
+        return advantages, advantages + values

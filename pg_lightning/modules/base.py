@@ -23,16 +23,18 @@ from pg_lightning.modules.arguments import check_shared_arguments
 from pg_lightning.modules.checkpoint_state import CheckpointState
 from pg_lightning.modules.evaluation_steps import EvaluationSteps
 from pg_lightning.modules.run_counters import RunCounters
+from pg_lightning.modules.seed_table import SeedTable
 from pg_lightning.normalization import Normalizer
-from pg_lightning.optim import Adam, clear_gradients
+from pg_lightning.optim import Adam, StackedAdam, clear_gradients
 from pg_lightning.policies import ActorCritic
 from pg_lightning.run_statistics import RunStatistics, aggregate
 from pg_lightning.seed_loggers import SeedLoggers
+from pg_lightning.seed_stack import SeedStack
 from pg_lightning.statistics import write_summary
 from pg_lightning.trainer_checks import check_trainer, validation_cadence_set
 
 
-class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, LightningSpeedPaths):
+class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, SeedTable, LightningSpeedPaths):
     """Base of the algorithms: owns the run, not used directly.
 
     One training epoch is one batch is one policy update. An algorithm declares its whole
@@ -62,6 +64,7 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, LightningSpe
         self.seed_loggers: SeedLoggers | None = None  # each seed's own loggers, in a many-seeds fit
         self.seed_metrics = RunStatistics()  # publishes a many-seeds run's aggregate metrics
         self.summary: dict[str, Any] | None = None  # a many-seeds fit's summary.json
+        self.stack: SeedStack | None = None  # the seeds' parameters as one table, while a fit trains them together
 
     def build_policy(self, seed: int) -> ActorCritic:
         """The policy network of seed ``seed``, initialised from it alone."""
@@ -147,10 +150,14 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, LightningSpe
 
     # ---- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        """Adam (fused on the CPU and CUDA, the faster kernel for small networks), one parameter
-        group per seed (Adam is elementwise: each seed's group is that seed's own Adam); with
-        ``anneal_lr`` a scheduler that sets each seed's ``annealed(lr)`` after every update."""
+        """Adam (fused on the CPU and CUDA, the faster kernel for small networks); with ``anneal_lr``
+        a scheduler that sets ``annealed(lr)`` after every update. Many seeds of the built-in MLP
+        are stacked (``SeedStack``) and stepped by one ``StackedAdam``, which anneals each seed's
+        rate itself (``set_seed_rates``); other networks get one parameter group per seed (Adam is
+        elementwise: each seed's group is that seed's own Adam) and a rate schedule per group."""
         hp = self.hparams
+        if self.stack_seeds():
+            return StackedAdam(list(self.stack.leaves.values()), self.stack.table, self.stack.grads, lr=hp.lr)
         params = self.parameters() if self.num_seeds == 1 else [{"params": a.policy.parameters()} for a in self.agents]
         optimizer = Adam(params, lr=hp.lr, fused=self.device.type in ("cpu", "cuda"))
         if not hp.anneal_lr:
@@ -187,6 +194,9 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, LightningSpe
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # AMP has unscaled the gradients by now; with many seeds each is guarded and clipped on its own
+        if isinstance(optimizer, StackedAdam):
+            self.guard_and_clip_seeds(optimizer)
+            return
         if self.num_seeds == 1:
             self.agents[0].gradients.guard_and_clip(self.trainer, optimizer)
             return
@@ -222,6 +232,8 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, LightningSpe
         """One update in automatic optimisation: the seeds' losses summed (each seed's parameters
         get its own loss's gradient); a seed whose batch holds no transition on some process is
         skipped on every process, and ``None`` returned when no seed has a loss."""
+        if isinstance(self.trainer.optimizers[0], StackedAdam):
+            return self.stacked_update(self.seed_batches(batch), self.trainer.optimizers[0])
         losses = []
         for agent, seed_batch in self.seed_batches(batch):
             terms = self.compute_losses(seed_batch, agent) if self.smallest_batch(seed_batch) else {}
@@ -248,7 +260,7 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, LightningSpe
         agent.normalizer.update(self.trainer, batch.observations, batch.mask, batch.rewards,
                                 batch.terminated, batch.truncated)
         index = self.agents.index(agent)
-        metrics = statistics.metrics(terms, budget, self.trainer.optimizers[0].param_groups[index]["lr"])
+        metrics = statistics.metrics(terms, budget, self.learning_rate(index))
         if self.num_seeds == 1:
             statistics.publish(self.trainer, metrics)
         elif self.seed_loggers is not None:

@@ -15,9 +15,11 @@ from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
+from pg_lightning.losses import Rows
 from pg_lightning.modules.actor_critic import ActorCriticBase
 from pg_lightning.modules.arguments import shared_args_documented
-from pg_lightning.observations import flat_batch
+from pg_lightning.observations import flat_batch, seed_major
+from pg_lightning.optim import StackedAdam
 from pg_lightning.returns import standardize
 
 
@@ -116,16 +118,21 @@ class PPO(ActorCriticBase):
 
     def minibatch_losses(self, data: Transitions, clip_range: float, agent: Agent | None = None) -> dict[str, Tensor]:
         """PPO's loss terms of ``agent`` (default: the first seed) on one minibatch of flat transitions."""
-        hp, agent = self.hparams, self.agent(agent)
-        log_probs, entropy, values = agent.policy.evaluate(data.observations, data.actions, normalized=True)
-        advantages = standardize(data.advantages) if hp.normalize_advantages else data.advantages
+        log_probs, entropy, values = self.agent(agent).policy.evaluate(data.observations, data.actions, normalized=True)
+        return self.loss_terms(data, log_probs, entropy, values, clip_range)
+
+    def loss_terms(self, data: Transitions, log_probs: Tensor, entropy: Tensor, values: Tensor,
+                   clip_range: float | Tensor, rows: Rows | None = None) -> dict[str, Tensor]:
+        """PPO's loss terms from the policy's outputs on a minibatch (per seed, given ``rows``)."""
+        hp = self.hparams
+        advantages = standardize(data.advantages, rows=rows) if hp.normalize_advantages else data.advantages
         policy_loss, approx_kl, clip_fraction = losses.ppo_clip_loss(
-            log_probs, data.old_log_probs, advantages, clip_range
+            log_probs, data.old_log_probs, advantages, clip_range, rows
         )
         terms = {
             "policy_loss": policy_loss,
-            "value_loss": losses.value_loss(values, data.returns, data.old_values, hp.clip_range_vf),
-            "entropy": entropy.mean(),
+            "value_loss": losses.value_loss(values, data.returns, data.old_values, hp.clip_range_vf, rows),
+            "entropy": losses.mean(entropy, rows),
             "approx_kl": approx_kl,
             "clip_fraction": clip_fraction,
         }
@@ -144,9 +151,13 @@ class PPO(ActorCriticBase):
         return Transitions(obs, actions, old_log_probs, old_values, advantages.flatten(), returns.flatten()).select(mask)
 
     def training_step(self, batch: Batch | list[Batch | None], batch_idx: int) -> None:
-        """One PPO update of every training seed, one seed after another (each its own epochs, early
-        stop and gradient steps, which change only its own parameters), then the schedules."""
-        updated = [self.update(seed_batch, agent) for agent, seed_batch in self.seed_batches(batch)]
+        """One PPO update of every training seed, then the schedules: stacked seeds together
+        (``stacked_update``), other many-seeds runs one seed after another (each its own epochs,
+        early stop and gradient steps, which change only its own parameters)."""
+        if isinstance(self.optimizers().optimizer, StackedAdam):
+            updated = [self.stacked_update(self.seed_batches(batch))]
+        else:
+            updated = [self.update(seed_batch, agent) for agent, seed_batch in self.seed_batches(batch)]
         self.end_seeds_update()
         if any(updated):
             self.step_lr_schedulers()
@@ -187,6 +198,88 @@ class PPO(ActorCriticBase):
         metrics["updates"] = torch.tensor(float(len(history)))
         self.end_update(batch, metrics, agent)
         return True
+
+    def stacked_update(self, pairs: list[tuple[Agent, Batch]]) -> bool:
+        """``update`` of the seeds in ``pairs`` in lockstep: gradient step j of an epoch is every
+        seed's own minibatch j (its own shuffle, its own count of minibatches), padded to the
+        longest and masked; a seed out of minibatches, stopped by its KL or with a non-finite
+        gradient does not step. Whether any seed took a step."""
+        optimizer = self.optimizers()  # Lightning's wrapper: its step runs the guard and clip
+        seeds: StackedAdam = optimizer.optimizer
+        self.set_seed_rates(seeds)
+        for agent, batch in pairs:
+            if not batch.num_steps:
+                self.end_update(batch, {}, agent)
+        pairs = [(agent, batch) for agent, batch in pairs if batch.num_steps]
+        if not pairs:
+            return False
+        hp = self.hparams
+        rows, batch = self.stacked_batch(pairs)
+        data, mask = self.stacked_rollout_data(rows, batch)
+        counts = mask.sum(1).tolist()
+        parts = [-(-n // hp.minibatch_size) if hp.minibatch_size else 1 for n in counts]
+        clip = torch.tensor([[self.annealed(hp.clip_range, agent) if hp.anneal_clip_range else hp.clip_range]
+                             for agent, _ in pairs], dtype=data.advantages.dtype, device=self.device)
+        sums: dict[str, Tensor] = {}
+        steps, kl, training = torch.zeros(len(pairs)), [0.0] * len(pairs), [True] * len(pairs)
+        for _ in range(hp.update_epochs):
+            plans = [self.epoch_plan(mask[i], parts[i], agent) if training[i] else [] for i, (agent, _) in enumerate(pairs)]
+            for j in range(max(len(plan) for plan in plans)):
+                taking = [i for i, plan in enumerate(plans) if j < len(plan)]
+                index = torch.tensor(taking, device=self.device)
+                minibatch, valid = self.stacked_minibatch(data, mask, index, [plans[i][j] for i in taking])
+                log_probs, entropy, values = self.stack.evaluate(minibatch.observations, minibatch.actions, rows[index])
+                terms = self.loss_terms(minibatch, log_probs, entropy, values, clip[index], Rows(valid))
+                seeds.stepping.zero_()
+                seeds.stepping[rows[index]] = True
+                self.gradient_step(optimizer, terms["loss"].sum())  # guard, clip each seed to max_grad_norm, step
+                for name, value in terms.items():
+                    sums.setdefault(name, torch.zeros(len(pairs))).index_add_(0, index.cpu(), value.detach().cpu())
+                steps[taking] += 1
+                for i, value in zip(taking, terms["approx_kl"].tolist()):
+                    kl[i] = value
+            if hp.target_kl is not None:
+                training = [on and kl[i] <= hp.target_kl for i, on in enumerate(training)]
+            if not any(training):
+                break  # early stop on the approximate KL of each seed's last minibatch of this pass
+        metrics = {name: total / steps for name, total in sums.items()}
+        metrics["explained_variance"] = losses.explained_variance(data.old_values, data.returns, Rows(mask)).cpu()
+        metrics["updates"] = steps
+        for i, (agent, seed_batch) in enumerate(pairs):
+            self.end_update(seed_batch, {name: value[i] for name, value in metrics.items()}, agent)
+        return True
+
+    def stacked_rollout_data(self, rows: Tensor, batch: Batch) -> tuple[Transitions, Tensor]:
+        """``rollout_data`` of the stacked seeds: every step of each seed's rollout, ``[K', T·N]``,
+        and the mask of its real transitions."""
+        obs, actions = self.stack.normalize(seed_major(batch.observations), rows), seed_major(batch.actions)
+        with torch.no_grad():
+            old_log_probs, _, old_values = self.stack.evaluate(obs, actions, rows)
+        advantages, returns = self.stacked_advantages(rows, batch, old_values)
+        return Transitions(obs, actions, old_log_probs, old_values, advantages, returns), seed_major(batch.mask)
+
+    def epoch_plan(self, mask: Tensor, parts: int, agent: Agent) -> list[Tensor | None]:
+        """One seed's minibatches of one pass, as indices of its real transitions: ``update``'s
+        shuffle and split; ``[None]`` for a full-batch pass (every real transition, no shuffle)."""
+        if parts == 1:
+            return [None]
+        real = mask.nonzero().flatten()
+        order = torch.randperm(len(real), generator=agent.shuffle).to(real.device)
+        return list(real[order].tensor_split(parts))
+
+    def stacked_minibatch(self, data: Transitions, mask: Tensor, index: Tensor,
+                          pieces: list[Tensor | None]) -> tuple[Transitions, Tensor]:
+        """The minibatches ``pieces`` of the seeds at ``index`` as ``[len(index), S]`` transitions,
+        padded to the longest, with the mask of their real entries."""
+        if all(piece is None for piece in pieces):
+            return (data if len(index) == len(mask) else data.select(index)), mask[index]
+        pieces = [mask[i].nonzero().flatten() if piece is None else piece for i, piece in zip(index.tolist(), pieces)]
+        longest = max(len(piece) for piece in pieces)
+        positions = torch.zeros(len(pieces), longest, dtype=torch.long, device=mask.device)
+        valid = torch.zeros(len(pieces), longest, dtype=torch.bool, device=mask.device)
+        for row, piece in enumerate(pieces):
+            positions[row, : len(piece)], valid[row, : len(piece)] = piece, True
+        return data.select((index.unsqueeze(1), positions)), valid
 
     def step_lr_schedulers(self) -> None:
         """Manual optimisation steps its schedulers itself: once per update, after the counters."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
 from pg_lightning import losses
@@ -14,9 +13,10 @@ from pg_lightning.batch import Batch
 from pg_lightning.data import EpisodeDataset
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
+from pg_lightning.losses import Rows
 from pg_lightning.modules.arguments import shared_args_documented
 from pg_lightning.modules.base import PolicyGradient
-from pg_lightning.observations import flat_batch
+from pg_lightning.observations import flat_batch, seed_major
 from pg_lightning.returns import discounted_returns, standardize
 
 
@@ -105,21 +105,32 @@ class Reinforce(PolicyGradient):
         log_probs, entropy, values = agent.policy.evaluate(
             flat_batch(batch.observations), batch.actions.flatten(0, 1)
         )
+        return self.loss_terms(log_probs, entropy, values, returns)
+
+    def stacked_losses(self, rows: Tensor, batch: Batch) -> dict[str, Tensor]:
+        returns = discounted_returns(batch.rewards, batch.terminated, batch.truncated, self.hparams.gamma)
+        obs = self.stack.normalize(seed_major(batch.observations), rows)
+        log_probs, entropy, values = self.stack.evaluate(obs, seed_major(batch.actions), rows)
+        return self.loss_terms(log_probs, entropy, values, seed_major(returns), Rows(seed_major(batch.mask)))
+
+    def loss_terms(self, log_probs: Tensor, entropy: Tensor, values: Tensor | None, returns: Tensor,
+                   rows: Rows | None = None) -> dict[str, Tensor]:
+        """The loss terms from the policy's outputs on a batch and its returns (per seed, given ``rows``)."""
+        hp = self.hparams
         weights = returns
         if hp.baseline == "mean":
-            weights = returns - returns.mean()
+            weights = returns - losses.mean(returns, rows, keepdim=True)
         elif hp.baseline == "value":
             weights = returns - values.detach()
         if hp.normalize_returns:
-            weights = standardize(weights, eps=1e-9)
-        reduce = torch.sum if hp.reduction == "sum" else torch.mean
+            weights = standardize(weights, eps=1e-9, rows=rows)
         terms = {
-            "policy_loss": losses.reinforce_loss(log_probs, weights, hp.reduction),
-            "entropy": entropy.mean(),
+            "policy_loss": losses.reinforce_loss(log_probs, weights, hp.reduction, rows),
+            "entropy": losses.mean(entropy, rows),
         }
-        loss = self.add_entropy_bonus(terms["policy_loss"], reduce(entropy))
+        loss = self.add_entropy_bonus(terms["policy_loss"], losses.total(entropy, hp.reduction, rows))
         if values is not None:
-            terms["value_loss"] = losses.value_loss(values, returns)
+            terms["value_loss"] = losses.value_loss(values, returns, rows=rows)
             loss = loss + hp.value_coef * terms["value_loss"]
         terms["loss"] = loss  # Lightning steps on it (automatic optimisation); the guard and clip: on_before_optimizer_step
         return terms

@@ -268,8 +268,9 @@ def profile(target: Target, k: int, args, log) -> None:
     from pg_lightning.collector import Collector
     from pg_lightning.gradient_step import GradientStep
     from pg_lightning.modules import PolicyGradient
-    from pg_lightning.optim import Adam
+    from pg_lightning.optim import Adam, StackedAdam
     from pg_lightning.registry import model_from_config
+    from pg_lightning.seed_stack import SeedStack
 
     imports = time.perf_counter() - start
     torch.set_num_threads(1)
@@ -284,7 +285,8 @@ def profile(target: Target, k: int, args, log) -> None:
             classes.append(cls)
             todo += cls.__subclasses__()
         for cls in classes:
-            for name in ("compute_losses", "minibatch_losses", "rollout_data"):
+            for name in ("compute_losses", "minibatch_losses", "rollout_data", "stacked_losses", "stacked_rollout_data",
+                         "loss_terms"):
                 if name in vars(cls):
                     watch.wrap(cls, name, "forward + losses")
         watch.wrap(PolicyGradient, "end_update", "per-seed bookkeeping (statistics, metrics)")
@@ -292,6 +294,10 @@ def profile(target: Target, k: int, args, log) -> None:
         watch.wrap(torch.autograd, "backward", "backward")
         watch.wrap(GradientStep, "guard_and_clip", "gradient guard + clip")
         watch.wrap(Adam, "step", "Adam step")
+        watch.wrap(StackedAdam, "step", "Adam step")
+        watch.wrap(SeedStack, "evaluate", "forward + losses")
+        watch.wrap(SeedStack, "value", "forward + losses")
+        watch.wrap(SeedStack, "guard_and_clip", "gradient guard + clip")
     watch = WATCH
     watch.seconds.clear()
     watch.calls.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any
@@ -92,8 +93,9 @@ class CLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(StopWhenSolved, "solved")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.add_argument("--torch_threads", type=int, default=1,
-                            help="torch CPU threads; 1 is fastest for small networks on a shared CPU")
+        parser.add_argument("--torch_threads", type=int | None, default=None,
+                            help="torch CPU threads; default: 1 (fastest for one seed's small network), "
+                                 "every core for many seeds (their stacked steps are compute-bound)")
         parser.set_defaults(DEFAULTS)
 
     def _config(self):
@@ -134,7 +136,7 @@ class CLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self._config()
-        torch.set_num_threads(config.torch_threads)
+        torch.set_num_threads(config.torch_threads or default_threads(config.model.init_args.get("num_seeds", 1)))
         if config.get("weights_only", False) is None:
             config.weights_only = True  # pg_lightning checkpoints hold only tensors and plain data
         trainer = config.trainer
@@ -172,6 +174,13 @@ class CLI(LightningCLI):
             result = format_aggregate(model.summary["aggregate"])
         print(f"Done: {model.env_steps:,} env steps, {trainer.current_epoch:,} updates, {model.episodes:,} episodes "
               f"({seeds}); {result}; run folder {run_folder(trainer)}")
+
+
+def default_threads(num_seeds: int) -> int:
+    """torch's CPU threads when ``--torch_threads`` is not given: 1 for one seed (its small
+    network's ops are overhead-bound, and a second thread only adds synchronisation), every core
+    this process may use for many seeds (a stacked step is compute-bound)."""
+    return 1 if num_seeds == 1 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _continue_wandb_run(logger_config: Any, run_id: str) -> None:

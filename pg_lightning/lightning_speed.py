@@ -44,8 +44,9 @@ class LightningSpeedPaths(L.LightningModule):
             super().__setattr__(name, value)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        if device.type == "cpu" and isinstance(batch, self.cpu_batch_types):
-            return batch  # nothing to move: Lightning would walk the batch's fields to find that out
+        seeds = isinstance(batch, list) and all(b is None or isinstance(b, self.cpu_batch_types) for b in batch)
+        if device.type == "cpu" and (seeds or isinstance(batch, self.cpu_batch_types)):
+            return batch  # nothing to move (one batch, or a many-seeds run's list of them): Lightning would walk them to find out
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def evaluates_during_fit(self) -> bool:

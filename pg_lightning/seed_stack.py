@@ -35,6 +35,11 @@ def _spend_layout_warning() -> None:
         leaf.sum().backward()
 
 
+# activations whose backward reads only their output: in place, they save an allocation and a pass
+# over the largest tensors of the step (a third of a 16-seed step's time on this CPU)
+IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_}
+
+
 def stackable(policies: Sequence[ActorCritic]) -> bool:
     """Whether ``SeedStack`` can train these policies: the built-in MLP over flat observations."""
     return len(policies) > 1 and all(p.numpy_actor_ok for p in policies)
@@ -80,7 +85,10 @@ class SeedStack:
 
     def _mlp(self, prefix: str, layers: nn.Sequential, x: Tensor, rows: Tensor | None) -> Tensor:
         for i, layer in enumerate(layers):  # Linear, activation, Linear, ... (policies.mlp)
-            x = self._linear(f"{prefix}.{i}", x, rows) if isinstance(layer, nn.Linear) else layer(x)
+            if isinstance(layer, nn.Linear):
+                x = self._linear(f"{prefix}.{i}", x, rows)
+            else:  # on the fresh output of baddbmm, which its backward does not need
+                x = IN_PLACE.get(type(layer), layer)(x)
         return x
 
     def normalize(self, obs: Tensor, rows: Tensor | None = None) -> Tensor:

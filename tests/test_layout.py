@@ -17,7 +17,8 @@ MAX_LINES = 300
 # from the ground up; a module imports only modules on its own floor or below
 FLOORS = [
     # ground floor: generic helpers and pure functions, no pg_lightning types
-    ["errors", "classpaths", "returns", "losses", "statistics", "distributed", "observations", "packaged", "batch"],
+    ["errors", "classpaths", "returns", "losses", "statistics", "distributed", "observations", "packaged", "batch",
+     "lockstep"],
     # what the run is made of, each on its own
     ["trust", "optim", "normalization", "networks", "envs", "games", "loggers", "trainer_checks", "numpy_actor"],
     ["distributions", "policies", "checkpoints", "callbacks", "lightning_speed", "run_statistics", "gradient_step",

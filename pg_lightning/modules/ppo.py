@@ -15,6 +15,7 @@ from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
 from pg_lightning.envs import Vectorization, Wrappers
 from pg_lightning.errors import require
+from pg_lightning.lockstep import minibatch_plan
 from pg_lightning.losses import Rows
 from pg_lightning.modules.actor_critic import ActorCriticBase
 from pg_lightning.modules.arguments import shared_args_documented
@@ -220,34 +221,51 @@ class PPO(ActorCriticBase):
         parts = [-(-n // hp.minibatch_size) if hp.minibatch_size else 1 for n in counts]
         clip = torch.tensor([[self.annealed(hp.clip_range, agent) if hp.anneal_clip_range else hp.clip_range]
                              for agent, _ in pairs], dtype=data.advantages.dtype, device=self.device)
-        sums: dict[str, Tensor] = {}
-        steps, kl, training = torch.zeros(len(pairs)), [0.0] * len(pairs), [True] * len(pairs)
+        history: list[tuple[Tensor, dict[str, Tensor]]] = []  # each step's seeds (positions in pairs) and terms
+        training = torch.ones(len(pairs), dtype=torch.bool, device=self.device)
         for _ in range(hp.update_epochs):
-            plans = [self.epoch_plan(mask[i], parts[i], agent) if training[i] else [] for i, (agent, _) in enumerate(pairs)]
-            for j in range(max(len(plan) for plan in plans)):
-                taking = [i for i, plan in enumerate(plans) if j < len(plan)]
-                index = torch.tensor(taking, device=self.device)
-                minibatch, valid = self.stacked_minibatch(data, mask, index, [plans[i][j] for i in taking])
+            epoch = len(history)
+            for index, positions, valid in self.epoch_steps(mask, training.nonzero().flatten(), parts, pairs):
+                minibatch = data.select((index.unsqueeze(1), positions)) if positions is not None else (
+                    data if len(index) == len(pairs) else data.select(index))
                 log_probs, entropy, values = self.stack.evaluate(minibatch.observations, minibatch.actions, rows[index])
                 terms = self.loss_terms(minibatch, log_probs, entropy, values, clip[index], Rows(valid))
                 seeds.stepping.zero_()
                 seeds.stepping[rows[index]] = True
                 self.gradient_step(optimizer, terms["loss"].sum())  # guard, clip each seed to max_grad_norm, step
-                for name, value in terms.items():
-                    sums.setdefault(name, torch.zeros(len(pairs))).index_add_(0, index.cpu(), value.detach().cpu())
-                steps[taking] += 1
-                for i, value in zip(taking, terms["approx_kl"].tolist()):
-                    kl[i] = value
-            if hp.target_kl is not None:
-                training = [on and kl[i] <= hp.target_kl for i, on in enumerate(training)]
-            if not any(training):
-                break  # early stop on the approximate KL of each seed's last minibatch of this pass
-        metrics = {name: total / steps for name, total in sums.items()}
-        metrics["explained_variance"] = losses.explained_variance(data.old_values, data.returns, Rows(mask)).cpu()
+                history.append((index, {name: value.detach() for name, value in terms.items()}))
+            if hp.target_kl is not None:  # each seed's approximate KL on its last minibatch of this pass
+                kl = torch.zeros(len(pairs), device=self.device)
+                for index, terms in history[epoch:]:
+                    kl[index] = terms["approx_kl"]
+                training &= kl <= hp.target_kl
+            if not training.any():
+                break  # every seed stopped early on its KL
+        index = torch.cat([index for index, _ in history])
+        steps = torch.bincount(index, minlength=len(pairs)).to(data.advantages.dtype)
+        metrics = {name: torch.zeros_like(steps).index_add_(0, index, torch.cat([t[name] for _, t in history])) / steps
+                   for name in history[0][1]}
+        metrics["explained_variance"] = losses.explained_variance(data.old_values, data.returns, Rows(mask))
         metrics["updates"] = steps
+        metrics = {name: value.cpu() for name, value in metrics.items()}
         for i, (agent, seed_batch) in enumerate(pairs):
             self.end_update(seed_batch, {name: value[i] for name, value in metrics.items()}, agent)
         return True
+
+    def epoch_steps(self, mask: Tensor, seeds: Tensor, parts: list[int],
+                    pairs: list[tuple[Agent, Batch]]) -> list[tuple[Tensor, Tensor | None, Tensor]]:
+        """One pass's gradient steps for the ``seeds`` still training (positions in ``pairs``): each
+        step's seeds, their minibatches' positions in the rollout rows (``None``: every row) and
+        the mask of real entries (``lockstep.minibatch_plan``)."""
+        if self.hparams.minibatch_size is None:
+            return [(seeds, None, mask[seeds])]
+        positions, valid = minibatch_plan(mask[seeds], [parts[i] for i in seeds.tolist()],
+                                          [pairs[i][0].shuffle for i in seeds.tolist()])
+        steps = []
+        for j in range(positions.shape[1]):
+            taking = valid[:, j, 0]  # minibatches are left-aligned: a seed takes step j if its first entry is real
+            steps.append((seeds[taking], positions[taking, j], valid[taking, j]))
+        return steps
 
     def stacked_rollout_data(self, rows: Tensor, batch: Batch) -> tuple[Transitions, Tensor]:
         """``rollout_data`` of the stacked seeds: every step of each seed's rollout, ``[K', T·N]``,
@@ -257,29 +275,6 @@ class PPO(ActorCriticBase):
             old_log_probs, _, old_values = self.stack.evaluate(obs, actions, rows)
         advantages, returns = self.stacked_advantages(rows, batch, old_values)
         return Transitions(obs, actions, old_log_probs, old_values, advantages, returns), seed_major(batch.mask)
-
-    def epoch_plan(self, mask: Tensor, parts: int, agent: Agent) -> list[Tensor | None]:
-        """One seed's minibatches of one pass, as indices of its real transitions: ``update``'s
-        shuffle and split; ``[None]`` for a full-batch pass (every real transition, no shuffle)."""
-        if parts == 1:
-            return [None]
-        real = mask.nonzero().flatten()
-        order = torch.randperm(len(real), generator=agent.shuffle).to(real.device)
-        return list(real[order].tensor_split(parts))
-
-    def stacked_minibatch(self, data: Transitions, mask: Tensor, index: Tensor,
-                          pieces: list[Tensor | None]) -> tuple[Transitions, Tensor]:
-        """The minibatches ``pieces`` of the seeds at ``index`` as ``[len(index), S]`` transitions,
-        padded to the longest, with the mask of their real entries."""
-        if all(piece is None for piece in pieces):
-            return (data if len(index) == len(mask) else data.select(index)), mask[index]
-        pieces = [mask[i].nonzero().flatten() if piece is None else piece for i, piece in zip(index.tolist(), pieces)]
-        longest = max(len(piece) for piece in pieces)
-        positions = torch.zeros(len(pieces), longest, dtype=torch.long, device=mask.device)
-        valid = torch.zeros(len(pieces), longest, dtype=torch.bool, device=mask.device)
-        for row, piece in enumerate(pieces):
-            positions[row, : len(piece)], valid[row, : len(piece)] = piece, True
-        return data.select((index.unsqueeze(1), positions)), valid
 
     def step_lr_schedulers(self) -> None:
         """Manual optimisation steps its schedulers itself: once per update, after the counters."""

@@ -2,7 +2,8 @@
 
 Every time is a whole process (interpreter start and imports included): ``train.py`` run as a
 subprocess with ``--trainer.logger false --trainer.enable_progress_bar false
---trainer.enable_checkpointing false``, one torch thread (train.py's default). For each target it
+--trainer.enable_checkpointing false``, train.py's torch threads (1 for one seed, every core for many).
+For each target it
 prints the K-seed process's seconds, the one-seed process's (median of ``--one-seed-runs``
 processes on the K run's first seeds, the first one before the K run and the rest after it), the
 ratio, the target and whether it is met, and from the K run's ``summary.json`` (written into its
@@ -265,6 +266,7 @@ def profile(target: Target, k: int, args, log) -> None:
     import torch
 
     from pg_lightning import StopWhenSolved
+    from pg_lightning.cli import default_threads
     from pg_lightning.collector import Collector
     from pg_lightning.gradient_step import GradientStep
     from pg_lightning.modules import PolicyGradient
@@ -273,7 +275,7 @@ def profile(target: Target, k: int, args, log) -> None:
     from pg_lightning.seed_stack import SeedStack
 
     imports = time.perf_counter() - start
-    torch.set_num_threads(1)
+    torch.set_num_threads(default_threads(k))  # as train.py sets them
     global WATCH
     if WATCH is None:  # wrap once per process
         WATCH = watch = ExclusiveStopwatch()

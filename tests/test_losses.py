@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Categorical
 from torch.testing import assert_close
 
-from pg_lightning.losses import explained_variance, ppo_clip_loss, reinforce_loss, value_loss
+from pg_lightning.losses import Rows, explained_variance, mean, ppo_clip_loss, reinforce_loss, total, value_loss
 
 
 def t(values, **kw):
@@ -207,3 +207,51 @@ def test_explained_variance_hand_example():
     # targets [1, 2, 3, 4] (population var 1.25), residual [0, 0, 0, -1] (population var 0.1875)
     # EV = 1 - 0.1875 / 1.25 = 0.85
     assert_close(explained_variance(t([1.0, 2.0, 3.0, 5.0]), t([1.0, 2.0, 3.0, 4.0])), t(0.85))
+
+
+# --------------------------------------------------------------------------------------------
+# Rows: the same terms per seed, on padded [K, B] rows
+
+
+def padded_rows() -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Three seeds' real entries (lengths 4, 2, 1) and the padded [3, 4] rows, NaN in the padding."""
+    torch.manual_seed(0)
+    real = [torch.randn(4, dtype=torch.float64), torch.randn(2, dtype=torch.float64), torch.randn(1, dtype=torch.float64)]
+    mask = torch.tensor([[True] * 4, [True, True, False, False], [True, False, False, False]])
+    rows = torch.full((3, 4), float("nan"), dtype=torch.float64)
+    for k, values in enumerate(real):
+        rows[k, : len(values)] = values
+    return real, rows, mask
+
+
+def test_rows_reduce_each_seeds_real_entries_and_padding_never_leaks():
+    real, x, mask = padded_rows()
+    rows = Rows(mask)
+    assert_close(rows.sum(x), torch.stack([r.sum() for r in real]))
+    assert_close(rows.mean(x), torch.stack([r.mean() for r in real]))
+    assert_close(rows.var(x)[:2], torch.stack([r.var() for r in real[:2]]))
+    assert_close(rows.var(x, correction=0), torch.stack([r.var(correction=0) for r in real]))
+    assert_close(Rows(torch.zeros(1, 3, dtype=torch.bool)).mean(torch.ones(1, 3)), torch.zeros(1))  # no entry: 0
+
+
+def test_each_loss_with_rows_is_the_loss_of_each_seeds_entries():
+    real, log_probs, mask = padded_rows()
+    rows = Rows(mask)
+    others = [torch.randn(4, dtype=torch.float64) for _ in range(3)]
+    second = torch.stack(others[:3])  # [3, 4], padding entries real numbers here
+    for reduction in ("sum", "mean"):
+        expected = [reinforce_loss(r, second[k, : len(r)], reduction) for k, r in enumerate(real)]
+        assert_close(reinforce_loss(log_probs, second, reduction, rows), torch.stack(expected))
+    clip = torch.tensor([[0.1], [0.2], [0.3]], dtype=torch.float64)
+    got = ppo_clip_loss(log_probs, second * 0.5, second, clip, rows)
+    for k, r in enumerate(real):
+        n = len(r)
+        one = ppo_clip_loss(r, second[k, :n] * 0.5, second[k, :n], float(clip[k]))
+        for a, b in zip(got, one):
+            assert_close(a[k], b)
+        assert_close(value_loss(log_probs, second, second * 0.5, 0.2, rows)[k],
+                     value_loss(r, second[k, :n], second[k, :n] * 0.5, 0.2))
+        if n > 1:
+            assert_close(explained_variance(log_probs, second, rows)[k], explained_variance(r, second[k, :n]))
+    assert_close(mean(log_probs, rows, keepdim=True), rows.mean(log_probs).unsqueeze(-1))
+    assert_close(total(log_probs, "sum", rows), rows.sum(log_probs))

@@ -4,6 +4,7 @@ groups, validate from a checkpoint, and bad input: one line, a non-zero exit, no
 Resuming from the command line: test_path_resume.py."""
 
 import glob
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,17 @@ def test_bad_settings_exit_nonzero_with_one_line_and_leave_nothing(tmp_path, arg
 def test_unknown_config_key_is_rejected(tmp_path):
     result = train(tmp_path, "--model.no_such_option", "3", timeout=120)
     assert result.returncode != 0 and "no_such_option" in result.stderr
+
+
+@pytest.mark.parametrize(("num_seeds", "given", "expected"), [(1, None, 1), (3, None, "cores"), (3, 1, 1)])
+def test_torch_threads_default_to_one_for_one_seed_and_every_core_for_many(num_seeds, given, expected, monkeypatch,
+                                                                          tmp_path):
+    """A stacked many-seeds step is compute-bound: it gets every core unless --torch_threads says otherwise."""
+    monkeypatch.chdir(tmp_path)  # a many-seeds run writes its summary.json into the run folder
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: threads.append(n))
+    threads = []
+    args = ["fit", "--model", "Reinforce", "--model.num_seeds", str(num_seeds), "--trainer.max_epochs", "1",
+            "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false"]
+    main(args + ([f"--torch_threads={given}"] if given else []))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert threads[0] == (cores if expected == "cores" else expected)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from pg_lightning.losses import Rows
 from pg_lightning.returns import (
     discounted_returns,
     gae,
@@ -419,3 +420,14 @@ def test_running_returns_shape_validation():
     with pytest.raises(ValueError):
         running_returns(torch.zeros(3, 2), torch.zeros(3, 1, dtype=torch.bool),
                         torch.zeros(3, 2, dtype=torch.bool), 0.9, torch.zeros(2))
+
+
+def test_standardize_with_rows_standardizes_each_seeds_real_entries():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False], [True, False, False, False, False]])
+    padded = torch.where(mask, x, float("nan"))
+    y = standardize(padded, eps=1e-9, rows=Rows(mask))
+    assert_close(y[0], standardize(x[0], eps=1e-9))
+    assert_close(y[1, :3], standardize(x[1, :3], eps=1e-9))
+    assert_close(y[2, :1], torch.zeros(1, dtype=torch.float64))  # one entry: 0, as standardize gives alone

@@ -23,7 +23,7 @@ FLOORS = [
     ["trust", "optim", "normalization", "networks", "envs", "games", "loggers", "trainer_checks", "numpy_actor"],
     ["distributions", "policies", "checkpoints", "callbacks", "lightning_speed", "run_statistics", "gradient_step",
      "seed_loggers", "seed_stack"],
-    ["collector", "data", "evaluation", "agent", "seed_checkpoints"],
+    ["collector", "collection_worker", "data", "evaluation", "agent", "seed_checkpoints"],
     ["modules.arguments", "modules.evaluation_steps", "modules.checkpoint_state", "modules.run_counters", "modules.seed_table",
      "modules.base"],
     ["modules.actor_critic", "modules.reinforce"],

@@ -4,6 +4,7 @@ nothing couples two seeds, a stopped seed stops changing, and the run reports ev
 from __future__ import annotations
 
 import json
+import os
 
 import lightning as L
 import pytest
@@ -12,7 +13,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from pg_lightning import A2C, PPO, Reinforce, StopWhenSolved, plot, seed_checkpoints, seeds
 from pg_lightning.cli import main as cli_main
-from pg_lightning.errors import ConfigError
+from pg_lightning.collection_worker import CollectionWorker, RemoteCollector
+from pg_lightning.errors import ConfigError, TrainingError
 from pg_lightning.evaluation import evaluate
 from pg_lightning.export import main as export_main
 from pg_lightning.loggers import run_folder
@@ -308,3 +310,69 @@ def test_a_many_seeds_fit_gives_every_seed_its_own_wandb_run(tmp_path):
         assert last["train/env_steps"] == agent.statistics.env_steps
         assert last["train/return_last100"] == pytest.approx(agent.statistics.return_last100)
         assert run["metrics"]["train/return_last100"] == "train/env_steps"  # the x-axis of a one-seed run
+
+
+@pytest.mark.parametrize("name", ["PPO", "Reinforce"])
+def test_a_collection_worker_plays_half_the_seeds_exactly_as_this_process_would(name, monkeypatch):
+    """On more than one core the second half of the seeds is played by a forked worker process:
+    the same batches, so the same weights, counters and windows as playing them all here."""
+    cls, kwargs = SETUPS[name]
+    shared = cls(seed=5, num_seeds=4, **kwargs)
+    workers = []
+    start = CollectionWorker.__init__
+
+    def recorded(worker, seeds):
+        workers.append(sorted(seeds))
+        start(worker, seeds)
+
+    monkeypatch.setattr(CollectionWorker, "__init__", recorded)
+    monkeypatch.setattr("pg_lightning.modules.seed_table.worker_pays", lambda collectors: True)
+    fit(shared, 4)
+    assert workers == [[2, 3]] and shared.collection_worker is None  # forked once, ended with the fit
+    monkeypatch.setattr("pg_lightning.modules.seed_table.worker_pays", lambda collectors: False)
+    alone = cls(seed=5, num_seeds=4, **kwargs)
+    fit(alone, 4)
+    for a, b in zip(shared.agents, alone.agents, strict=True):
+        assert_same(weights(a.policy), weights(b.policy), atol=0)
+        assert (a.statistics.env_steps, a.statistics.episodes, a.statistics.return_last100) == (
+            b.statistics.env_steps, b.statistics.episodes, b.statistics.return_last100)
+        assert a.collector_state == b.collector_state  # taken from the worker at the end of the fit
+
+
+def test_an_env_error_in_the_collection_worker_is_raised_in_this_process(monkeypatch):
+    monkeypatch.setattr("pg_lightning.modules.seed_table.worker_pays", lambda collectors: True)
+    module = PPO(env_id="user_envs:UserEnvs/Signal-v0", seed=5, num_seeds=2, n_steps=8, num_envs=2)
+    module.train_dataloader()
+    try:
+        remote = module.agents[1].collector
+        assert isinstance(remote, RemoteCollector)
+        remote.worker.send("collect", 1, "rollout", {}, 1)  # no weights: the worker's load fails
+        with pytest.raises(RuntimeError, match="Missing key"):
+            remote.finish()
+        assert remote.rollout(module.agents[1].policy, 3).actions.shape[:2] == (3, 2)  # it serves on
+    finally:
+        module.end_collection()
+    assert not remote.worker.process.is_alive()
+
+
+def test_an_env_failing_in_the_worker_during_a_fit_ends_the_fit_with_its_error_and_the_worker(monkeypatch):
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    here, step = os.getpid(), CartPoleEnv.step
+
+    def fails_in_the_worker(env, action):
+        if os.getpid() != here:
+            raise RuntimeError("boom")
+        return step(env, action)
+
+    monkeypatch.setattr(CartPoleEnv, "step", fails_in_the_worker)
+    monkeypatch.setattr("pg_lightning.modules.seed_table.worker_pays", lambda collectors: True)
+    module = PPO(seed=5, num_seeds=3, n_steps=8, num_envs=1, vectorization="sync")
+    with pytest.raises(TrainingError, match="raised in step\\(\\): RuntimeError: boom"):
+        fit(module, 3)
+    worker = module.collection_worker
+    try:  # the round's other batch was dropped: the worker answers the next request with its own reply
+        assert worker.unanswered == 0 and module.agents[2].collector.state_dict()["seed"] == 7
+    finally:
+        module.end_collection()
+    assert not worker.process.is_alive()

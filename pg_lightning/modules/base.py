@@ -117,8 +117,7 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, SeedTable, L
         return collector
 
     def make_dataset(self, agent: Agent) -> EpisodeDataset | RolloutDataset:
-        """The dataset that plays ``agent.policy`` with ``agent.collector``."""
-        raise NotImplementedError
+        raise NotImplementedError  # the dataset that plays agent.policy with agent.collector
 
     def setup(self, stage: str) -> None:
         check_trainer(self.trainer, self)
@@ -135,6 +134,7 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, SeedTable, L
             if agent.collector is None:
                 agent.collector = self.make_collector(agent)
                 agent.normalizer.restart()
+        self.share_collection()
         if self.num_seeds == 1:
             return self.make_dataset(self.agents[0])
         return SeedsDataset([self.make_dataset(agent) for agent in self.agents],
@@ -147,6 +147,7 @@ class PolicyGradient(RunCounters, EvaluationSteps, CheckpointState, SeedTable, L
                 agent.collector_state = agent.collector.state_dict()  # a later save or fit continues it
                 agent.collector.close()
                 agent.collector = None
+        self.end_collection()
 
     # ---- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -11,13 +11,35 @@ from torch.nn.utils.rnn import pad_sequence
 
 from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
+from pg_lightning.collection_worker import CollectionWorker, RemoteCollector, worker_pays
 from pg_lightning.optim import StackedAdam
 from pg_lightning.seed_stack import SeedStack, stackable
 
 
 class SeedTable(L.LightningModule):
     """The stacked update of a module with ``agents``, ``stack`` and ``end_update``; the algorithms
-    give ``stacked_losses``."""
+    give ``stacked_losses``. Also the collection worker that plays half the seeds' envs."""
+
+    collection_worker: CollectionWorker | None = None  # during a many-seeds fit on more than one core
+
+    def share_collection(self) -> None:
+        """With many seeds and a second core, fork a ``CollectionWorker`` that plays the second half
+        of the seeds' envs beside this process (their collectors move to it), once per fit."""
+        collectors = [agent.collector for agent in self.agents]
+        if self.collection_worker is not None or any(isinstance(c, RemoteCollector) for c in collectors):
+            return
+        if not worker_pays(collectors):
+            return
+        shared = range(self.num_seeds // 2, self.num_seeds)
+        self.collection_worker = CollectionWorker({k: (collectors[k], self.agents[k].policy) for k in shared})
+        for k in shared:
+            self.agents[k].collector = RemoteCollector(self.collection_worker, k, collectors[k])
+
+    def end_collection(self) -> None:
+        """End the collection worker (the seeds' collector states are taken first: ``teardown``)."""
+        if self.collection_worker is not None:
+            self.collection_worker.close()
+            self.collection_worker = None
 
     def stack_seeds(self) -> bool:
         """Stack the seeds' policies into one table (``SeedStack``) if they are the network it

@@ -267,6 +267,7 @@ def profile(target: Target, k: int, args, log) -> None:
 
     from pg_lightning import StopWhenSolved
     from pg_lightning.cli import default_threads
+    from pg_lightning.collection_worker import RemoteCollector
     from pg_lightning.collector import Collector
     from pg_lightning.gradient_step import GradientStep
     from pg_lightning.modules import PolicyGradient
@@ -281,6 +282,7 @@ def profile(target: Target, k: int, args, log) -> None:
         WATCH = watch = ExclusiveStopwatch()
         watch.wrap(Collector, "rollout", "collection (envs + policy sampling)")
         watch.wrap(Collector, "episodes", "collection (envs + policy sampling)")
+        watch.wrap(RemoteCollector, "finish", "waiting for the collection worker")
         classes, todo = [], [PolicyGradient]
         while todo:
             cls = todo.pop()
@@ -326,7 +328,9 @@ def profile(target: Target, k: int, args, log) -> None:
         log(f"  {category:<45} {seconds:7.2f} s  {100 * seconds / total:5.1f}%  ({watch.calls[category]:,} calls)")
     log(f"  {'the rest (Lightning loop, callbacks, glue)':<45} {total - measured:7.2f} s  "
         f"{100 * (total - measured) / total:5.1f}%")
-    log(f"  collection per env step {watch.seconds['collection (envs + policy sampling)'] / model.env_steps * 1e6:.1f} µs")
+    here = watch.seconds["collection (envs + policy sampling)"] / model.env_steps * 1e6
+    log(f"  collection here per env step of all seeds {here:.1f} µs "
+        "(with a collection worker, half the seeds' envs step in it, beside this process)")
 
 
 def main() -> None:

@@ -314,6 +314,7 @@ def test_a_many_seeds_fit_gives_every_seed_its_own_wandb_run(tmp_path):
 
 @pytest.mark.parametrize("name", ["PPO", "Reinforce"])
 def test_a_collection_worker_plays_half_the_seeds_exactly_as_this_process_would(name, monkeypatch):
+    """(REINFORCE does not use one by default: its batches are single short episodes.)"""
     """On more than one core the second half of the seeds is played by a forked worker process:
     the same batches, so the same weights, counters and windows as playing them all here."""
     cls, kwargs = SETUPS[name]
@@ -327,9 +328,10 @@ def test_a_collection_worker_plays_half_the_seeds_exactly_as_this_process_would(
 
     monkeypatch.setattr(CollectionWorker, "__init__", recorded)
     monkeypatch.setattr("pg_lightning.modules.seed_table.worker_pays", lambda collectors: True)
+    monkeypatch.setattr(cls, "shares_collection", True)
     fit(shared, 4)
     assert workers == [[2, 3]] and shared.collection_worker is None  # forked once, ended with the fit
-    monkeypatch.setattr("pg_lightning.modules.seed_table.worker_pays", lambda collectors: False)
+    monkeypatch.setattr(cls, "shares_collection", False)
     alone = cls(seed=5, num_seeds=4, **kwargs)
     fit(alone, 4)
     for a, b in zip(shared.agents, alone.agents, strict=True):
@@ -337,6 +339,10 @@ def test_a_collection_worker_plays_half_the_seeds_exactly_as_this_process_would(
         assert (a.statistics.env_steps, a.statistics.episodes, a.statistics.return_last100) == (
             b.statistics.env_steps, b.statistics.episodes, b.statistics.return_last100)
         assert a.collector_state == b.collector_state  # taken from the worker at the end of the fit
+
+
+def test_only_rollouts_share_their_collection_by_default():
+    assert PPO.shares_collection and A2C.shares_collection and not Reinforce.shares_collection
 
 
 def test_an_env_error_in_the_collection_worker_is_raised_in_this_process(monkeypatch):

@@ -21,12 +21,14 @@ class SeedTable(L.LightningModule):
     give ``stacked_losses``. Also the collection worker that plays half the seeds' envs."""
 
     collection_worker: CollectionWorker | None = None  # during a many-seeds fit on more than one core
+    shares_collection = True  # whether a worker's round trip per batch pays for this algorithm's batches
 
     def share_collection(self) -> None:
         """With many seeds and a second core, fork a ``CollectionWorker`` that plays the second half
         of the seeds' envs beside this process (their collectors move to it), once per fit."""
         collectors = [agent.collector for agent in self.agents]
-        if self.collection_worker is not None or any(isinstance(c, RemoteCollector) for c in collectors):
+        if not self.shares_collection or self.collection_worker is not None or any(
+                isinstance(c, RemoteCollector) for c in collectors):
             return
         if not worker_pays(collectors):
             return

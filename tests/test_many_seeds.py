@@ -75,6 +75,30 @@ def test_seed_k_of_a_batch_makes_the_updates_of_the_one_seed_run_with_seed_plus_
     assert not torch.equal(*(next(iter(a.policy.parameters())) for a in many.agents[:2]))  # the seeds differ
 
 
+class StepsPerUpdate(L.Callback):
+    """Each seed's gradient steps in each update (PPO's ``updates`` metric)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.steps.append([int(agent.statistics.latest["train/updates"]) for agent in module.agents])
+
+
+def test_each_seed_stops_its_ppo_passes_on_its_own_kl():
+    """target_kl acts per seed (a mask, not a break): each seed takes the gradient steps its
+    one-seed run takes in every update, though the seeds stop at different passes."""
+    kwargs = {"n_steps": 16, "num_envs": 2, "minibatch_size": 8, "update_epochs": 6, "target_kl": 0.03, "lr": 0.01}
+    many, counted = PPO(seed=5, num_seeds=3, **kwargs), StepsPerUpdate()
+    fit(many, 3, callbacks=[counted])
+    assert len({tuple(update) for update in counted.steps}) > 1 and any(len(set(u)) > 1 for u in counted.steps)
+    for k, agent in enumerate(many.agents):
+        one, alone = PPO(seed=5 + k, **kwargs), StepsPerUpdate()
+        fit(one, 3, callbacks=[alone])
+        assert [update[k] for update in counted.steps] == [update[0] for update in alone.steps]
+        assert_same(weights(agent.policy), weights(one.policy), atol=1e-3)  # lr 0.01, up to 72 steps: drift
+
+
 POISONED = {  # one gradient step per update, so 3 updates skip 3 steps (fewer than max_skipped_updates)
     "A2C": (A2C, {"n_steps": 8, "num_envs": 2}),
     "PPO": (PPO, {"n_steps": 8, "num_envs": 2, "minibatch_size": None, "update_epochs": 1}),

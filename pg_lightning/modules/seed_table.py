@@ -25,9 +25,10 @@ class SeedTable(L.LightningModule):
 
     def share_collection(self) -> None:
         """With many seeds and a second core, fork a ``CollectionWorker`` that plays the second half
-        of the seeds' envs beside this process (their collectors move to it), once per fit."""
+        of the seeds' envs beside this process (their collectors move to it), once per fit. Not on
+        an accelerator: a forked process cannot use CUDA, and its policies' weights would be there."""
         collectors = [agent.collector for agent in self.agents]
-        if not self.shares_collection or self.collection_worker is not None or any(
+        if not self.shares_collection or self.device.type != "cpu" or self.collection_worker is not None or any(
                 isinstance(c, RemoteCollector) for c in collectors):
             return
         if not worker_pays(collectors):

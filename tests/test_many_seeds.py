@@ -381,8 +381,8 @@ def test_an_env_error_in_the_collection_worker_is_raised_in_this_process(monkeyp
             remote.finish()
         assert remote.rollout(module.agents[1].policy, 3).actions.shape[:2] == (3, 2)  # it serves on
     finally:
-        module.end_collection()
-    assert not remote.worker.process.is_alive()
+        module.teardown("fit")  # takes the seeds' states, then ends the worker
+    assert not remote.worker.process.is_alive() and module.agents[1].collector_state["seed"] == 6
 
 
 def test_an_env_failing_in_the_worker_during_a_fit_ends_the_fit_with_its_error_and_the_worker(monkeypatch):
@@ -403,6 +403,8 @@ def test_an_env_failing_in_the_worker_during_a_fit_ends_the_fit_with_its_error_a
     worker = module.collection_worker
     try:  # the round's other batch was dropped: the worker answers the next request with its own reply
         assert worker.unanswered == 0 and module.agents[2].collector.state_dict()["seed"] == 7
-    finally:
         module.end_collection()
-    assert not worker.process.is_alive()
+        assert worker.process.is_alive()  # seeds' collectors are still in it (as after validate's teardown)
+    finally:
+        module.teardown("fit")
+    assert not worker.process.is_alive() and module.collection_worker is None

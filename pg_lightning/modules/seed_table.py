@@ -39,8 +39,9 @@ class SeedTable(L.LightningModule):
             self.agents[k].collector = RemoteCollector(self.collection_worker, k, collectors[k])
 
     def end_collection(self) -> None:
-        """End the collection worker (the seeds' collector states are taken first: ``teardown``)."""
-        if self.collection_worker is not None:
+        """End the collection worker once no seed's collector is in it (``teardown`` of a fit takes
+        their states and drops them first; a ``validate`` after a failed fit leaves them there)."""
+        if self.collection_worker is not None and not any(isinstance(a.collector, RemoteCollector) for a in self.agents):
             self.collection_worker.close()
             self.collection_worker = None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from contextlib import contextmanager
 from typing import Any
@@ -14,7 +13,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from pg_lightning import checkpoints, packaged
+from pg_lightning import checkpoints, distributed, packaged
 from pg_lightning.callbacks import RunCheckpoint, StopWhenSolved
 from pg_lightning.classpaths import import_class
 from pg_lightning.cli_args import check_checkpoint, given_model_arguments, with_model
@@ -180,7 +179,7 @@ def default_threads(num_seeds: int) -> int:
     """torch's CPU threads when ``--torch_threads`` is not given: 1 for one seed (its small
     network's ops are overhead-bound, and a second thread only adds synchronisation), every core
     this process may use for many seeds (a stacked step is compute-bound)."""
-    return 1 if num_seeds == 1 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if num_seeds == 1 else distributed.usable_cores()
 
 
 def _continue_wandb_run(logger_config: Any, run_id: str) -> None:

@@ -14,7 +14,6 @@ this process plays its own (``data.SeedsDataset``). Messages are plain pickles (
 from __future__ import annotations
 
 import multiprocessing
-import os
 import pickle
 import queue
 import signal
@@ -29,6 +28,7 @@ import torch
 
 from pg_lightning.batch import Batch
 from pg_lightning.collector import Collector
+from pg_lightning.distributed import usable_cores
 from pg_lightning.errors import TrainingError
 from pg_lightning.policies import ActorCritic
 
@@ -37,9 +37,8 @@ def worker_pays(collectors: list[Collector]) -> bool:
     """Whether a collection worker can take a share of these seeds' collectors: several seeds, a
     second core, ``fork`` (Linux: the worker inherits the envs as they are), and envs stepped in
     this process (an async vector env has worker processes of its own)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     asynchronous = any(isinstance(c.env, gym.vector.AsyncVectorEnv) for c in collectors)
-    return len(collectors) > 1 and cores > 1 and sys.platform == "linux" and not asynchronous
+    return len(collectors) > 1 and usable_cores() > 1 and sys.platform == "linux" and not asynchronous
 
 
 def _weights(policy: ActorCritic) -> dict[str, np.ndarray]:

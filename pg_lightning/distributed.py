@@ -6,12 +6,18 @@ must call them in the same order (they are collectives).
 
 from __future__ import annotations
 
+import os
 import pickle
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def reduce(trainer: L.Trainer, values: list[float], op: str = "sum") -> list[float]:

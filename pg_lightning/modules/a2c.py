@@ -71,8 +71,7 @@ class A2C(ActorCriticBase):
         return self.loss_terms(log_probs[mask], entropy[mask], values[mask], advantages.flatten()[mask], returns.flatten()[mask])
 
     def stacked_losses(self, rows: Tensor, batch: Batch) -> dict[str, Tensor]:
-        obs = self.stack.normalize(seed_major(batch.observations), rows)
-        log_probs, entropy, values = self.stack.evaluate(obs, seed_major(batch.actions), rows)
+        log_probs, entropy, values = self.stack.evaluate(*self.stacked_inputs(rows, batch), rows)
         advantages, returns = self.stacked_advantages(rows, batch, values)
         return self.loss_terms(log_probs, entropy, values, advantages, returns, Rows(seed_major(batch.mask)))
 

@@ -208,10 +208,7 @@ class PPO(ActorCriticBase):
         optimizer = self.optimizers()  # Lightning's wrapper: its step runs the guard and clip
         seeds: StackedAdam = optimizer.optimizer
         self.set_seed_rates(seeds)
-        for agent, batch in pairs:
-            if not batch.num_steps:
-                self.end_update(batch, {}, agent)
-        pairs = [(agent, batch) for agent, batch in pairs if batch.num_steps]
+        pairs = self.seeds_with_transitions(pairs)
         if not pairs:
             return False
         hp = self.hparams
@@ -270,7 +267,7 @@ class PPO(ActorCriticBase):
     def stacked_rollout_data(self, rows: Tensor, batch: Batch) -> tuple[Transitions, Tensor]:
         """``rollout_data`` of the stacked seeds: every step of each seed's rollout, ``[K', T·N]``,
         and the mask of its real transitions."""
-        obs, actions = self.stack.normalize(seed_major(batch.observations), rows), seed_major(batch.actions)
+        obs, actions = self.stacked_inputs(rows, batch)
         with torch.no_grad():
             old_log_probs, _, old_values = self.stack.evaluate(obs, actions, rows)
         advantages, returns = self.stacked_advantages(rows, batch, old_values)

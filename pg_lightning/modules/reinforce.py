@@ -113,8 +113,7 @@ class Reinforce(PolicyGradient):
 
     def stacked_losses(self, rows: Tensor, batch: Batch) -> dict[str, Tensor]:
         returns = discounted_returns(batch.rewards, batch.terminated, batch.truncated, self.hparams.gamma)
-        obs = self.stack.normalize(seed_major(batch.observations), rows)
-        log_probs, entropy, values = self.stack.evaluate(obs, seed_major(batch.actions), rows)
+        log_probs, entropy, values = self.stack.evaluate(*self.stacked_inputs(rows, batch), rows)
         return self.loss_terms(log_probs, entropy, values, seed_major(returns), Rows(seed_major(batch.mask)))
 
     def loss_terms(self, log_probs: Tensor, entropy: Tensor, values: Tensor | None, returns: Tensor,

@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pad_sequence
 from pg_lightning.agent import Agent
 from pg_lightning.batch import Batch
 from pg_lightning.collection_worker import CollectionWorker, RemoteCollector, worker_pays
+from pg_lightning.observations import seed_major
 from pg_lightning.optim import StackedAdam
 from pg_lightning.seed_stack import SeedStack, stackable
 
@@ -88,10 +89,7 @@ class SeedTable(L.LightningModule):
         gradients); ``None`` when none has any."""
         self.set_seed_rates(optimizer)
         optimizer.stepping.zero_()
-        for agent, batch in pairs:
-            if not batch.num_steps:
-                self.end_update(batch, {}, agent)
-        pairs = [(agent, batch) for agent, batch in pairs if batch.num_steps]
+        pairs = self.seeds_with_transitions(pairs)
         loss = None
         if pairs:
             rows, batch = self.stacked_batch(pairs)
@@ -102,6 +100,18 @@ class SeedTable(L.LightningModule):
             loss = terms["loss"].sum()
         self.end_seeds_update()
         return loss
+
+    def seeds_with_transitions(self, pairs: list[tuple[Agent, Batch]]) -> list[tuple[Agent, Batch]]:
+        """``pairs`` without the seeds whose batch holds no transition (a rollout of autoreset
+        steps only): their update ends here, counting their env steps, with no loss."""
+        for agent, batch in pairs:
+            if not batch.num_steps:
+                self.end_update(batch, {}, agent)
+        return [(agent, batch) for agent, batch in pairs if batch.num_steps]
+
+    def stacked_inputs(self, rows: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """A ``stacked_batch``'s observations (each seed's normalised) and actions, ``[K', T·N, ...]``."""
+        return self.stack.normalize(seed_major(batch.observations), rows), seed_major(batch.actions)
 
     def guard_and_clip_seeds(self, optimizer: StackedAdam) -> None:
         """``GradientStep.guard_and_clip`` of every stepping seed on its own rows of the table: each
